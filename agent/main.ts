@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ConfigError, describeSettings } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { VERSION } from '../shared/version.js';
+import { AGENT_SETTINGS, loadAgentConfig } from './config.js';
+import { HubConnection } from './connection.js';
+import { enroll, EnrollError } from './enroll.js';
+import { scanInventory } from './inventory.js';
+import { loadCredentials, NotEnrolledError } from './state.js';
+
+/** Drivers this build can run. The data-plane work adds `file` and `qemu` here as they land. */
+const AVAILABLE_DRIVERS: string[] = [];
+
+/** Exit codes, stable for scripts: 0 ok, 1 error, 2 bad arguments or config, 3 hub unreachable, 4 refused or CA mismatch. */
+const EXIT = { ERROR: 1, USAGE: 2, UNREACHABLE: 3, REFUSED: 4 } as const;
+
+const program = new Command('backhaul-agent')
+  .description('The Backhaul agent: runs on a hypervisor host and takes commands from the hub.')
+  .version(VERSION)
+  .option('-c, --config <file>', 'JSON config file (env BACKHAUL_AGENT_CONFIG); environment variables override it')
+  .addHelpText('after', `\n${describeSettings(AGENT_SETTINGS)}`);
+
+program
+  .command('enroll')
+  .description("Join a hub: check its CA fingerprint, send a CSR, store the key and certificate (0600).")
+  .requiredOption('--hub <host:port>', 'hub address')
+  .requiredOption('--token <token>', 'single-use join token from `backhaul-hub token create`')
+  .requiredOption('--ca-sha256 <hex>', "SHA-256 fingerprint of the hub's CA certificate")
+  .option('--name <name>', 'display name for this agent (default: host name)')
+  .addHelpText('after', '\nExample:\n  backhaul-agent enroll --hub hub.example.net:7443 --token bhjt_… --ca-sha256 3f2a…')
+  .action(async (opts: { hub: string; token: string; caSha256: string; name?: string }) => {
+    const cfg = loadAgentConfig(program.opts().config);
+    const log = createLogger('agent', cfg.logLevel);
+    const id = await enroll({ ...opts, stateDir: cfg.stateDir }, log);
+    process.stdout.write(`Enrolled as agent ${id.agentId}; credentials are in ${cfg.stateDir}\n`);
+  });
+
+program
+  .command('run', { isDefault: true })
+  .description('Connect to the hub and serve it until SIGTERM; reconnects on its own.')
+  .addHelpText('after', '\nExample:\n  backhaul-agent run --config /etc/backhaul/agent.json')
+  .action(async () => {
+    const cfg = loadAgentConfig(program.opts().config);
+    const log = createLogger('agent', cfg.logLevel);
+    const creds = await loadCredentials(cfg.stateDir);
+    const conn = new HubConnection(
+      creds,
+      {
+        hub: cfg.hub ?? creds.identity.hub,
+        maxConcurrentJobs: cfg.maxConcurrentJobs,
+        drivers: AVAILABLE_DRIVERS,
+        reconnectBaseMs: cfg.reconnectBaseMs,
+        reconnectCapMs: cfg.reconnectCapMs,
+        inventory: () => scanInventory(cfg.targets, log),
+      },
+      log,
+    );
+    conn.start();
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, 'stopping');
+      conn.stop().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('settings')
+  .description('Print every setting with its environment variable and default.')
+  .action(() => {
+    process.stdout.write(describeSettings(AGENT_SETTINGS));
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`backhaul-agent: ${msg}\n`);
+  if (err instanceof ConfigError || err instanceof NotEnrolledError) process.exit(EXIT.USAGE);
+  if (err instanceof EnrollError) {
+    process.exit(err.code === 'BAD_ARGUMENT' ? EXIT.USAGE : err.code === 'HUB_UNREACHABLE' ? EXIT.UNREACHABLE : EXIT.REFUSED);
+  }
+  process.exit(EXIT.ERROR);
+});

@@ -1,0 +1,42 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { loadConfig, type ConfigOf, type Settings } from '../shared/config.js';
+
+const ms = (def: number) => z.coerce.number().int().positive().default(def);
+const names = z.union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))]);
+
+/** Every hub setting. `backhaul-hub settings` prints this table. */
+export const HUB_SETTINGS = {
+  listen: { env: 'BACKHAUL_HUB_LISTEN', schema: z.string().default('0.0.0.0:7443'), doc: 'gRPC listen address (agents, enrollment).' },
+  dataDir: {
+    env: 'BACKHAUL_HUB_DATA_DIR',
+    schema: z.string().default(process.env.STATE_DIRECTORY ?? '/var/lib/backhaul-hub'),
+    doc: 'State directory: the embedded PostgreSQL cluster lives here when databaseUrl is unset.',
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    schema: z.string().url().optional(),
+    doc: 'PostgreSQL URL. Unset: the hub runs an embedded PostgreSQL in dataDir.',
+  },
+  hubId: { env: 'BACKHAUL_HUB_ID', schema: z.string().min(1).optional(), doc: 'Name of this hub among several; defaults to host:port.' },
+  tlsNames: {
+    env: 'BACKHAUL_HUB_TLS_NAMES',
+    schema: names.default(['localhost', '127.0.0.1']),
+    doc: 'Extra DNS names and IPs for the hub certificate (comma-separated in the environment).',
+  },
+  heartbeatIntervalMs: { env: 'BACKHAUL_HUB_HEARTBEAT_INTERVAL_MS', schema: ms(10_000), doc: 'How often agents send heartbeats (sent to them in HelloAck).' },
+  heartbeatGraceMs: { env: 'BACKHAUL_HUB_HEARTBEAT_GRACE_MS', schema: ms(30_000), doc: 'Silence after which a stream is closed and its agent set offline.' },
+  helloTimeoutMs: { env: 'BACKHAUL_HUB_HELLO_TIMEOUT_MS', schema: ms(10_000), doc: 'Time a new stream has to send Hello.' },
+  presenceFlushMs: { env: 'BACKHAUL_HUB_PRESENCE_FLUSH_MS', schema: ms(30_000), doc: 'At most one last_seen_at write per agent per this interval.' },
+  drainReconnectMs: { env: 'BACKHAUL_HUB_DRAIN_RECONNECT_MS', schema: ms(1_000), doc: 'Delay the drain notice asks agents to wait before reconnecting.' },
+  shutdownTimeoutMs: { env: 'BACKHAUL_HUB_SHUTDOWN_TIMEOUT_MS', schema: ms(8_000), doc: 'Budget for a graceful stop on SIGTERM; streams are then cut.' },
+  dbPoolMax: { env: 'BACKHAUL_HUB_DB_POOL_MAX', schema: ms(10), doc: 'Maximum PostgreSQL connections of this hub.' },
+  logLevel: { env: 'LOG_LEVEL', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'), doc: 'pino log level.' },
+} satisfies Settings;
+
+export type HubConfig = ConfigOf<typeof HUB_SETTINGS>;
+
+export function loadHubConfig(file?: string, env: NodeJS.ProcessEnv = process.env): HubConfig & { hubId: string } {
+  const cfg = loadConfig(HUB_SETTINGS, file ?? env.BACKHAUL_HUB_CONFIG, env);
+  return { ...cfg, hubId: cfg.hubId ?? `${hostname()}:${cfg.listen.split(':').pop()}` };
+}

@@ -1,0 +1,5 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration0001Foundation } from './0001-foundation.js';
+
+/** Every migration, in order. Listed explicitly so the compiled hub needs no file globbing. */
+export const migrationsList: MigrationObject[] = [{ name: '0001-foundation', class: Migration0001Foundation }];

@@ -1,0 +1,59 @@
+import { status } from '@grpc/grpc-js';
+
+/**
+ * Every error the hub reports on purpose, with its stable code and its gRPC status.
+ * Codes never change meaning; clients and tests match on them, never on messages.
+ */
+export const HUB_ERRORS = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  /** Join token: not known to this hub. */
+  JOIN_TOKEN_UNKNOWN: status.UNAUTHENTICATED,
+  /** Join token: past its expiry. */
+  JOIN_TOKEN_EXPIRED: status.UNAUTHENTICATED,
+  /** Join token: already used by another enrollment. */
+  JOIN_TOKEN_USED: status.UNAUTHENTICATED,
+  /** The CSR cannot be parsed, does not verify or has a weak key. */
+  CSR_INVALID: status.INVALID_ARGUMENT,
+  /** Connect without a client certificate signed by the hub's CA. */
+  CLIENT_CERT_REQUIRED: status.UNAUTHENTICATED,
+  /** The certificate is not the one on record for the agent (re-enrolled or revoked). */
+  CLIENT_CERT_UNKNOWN: status.PERMISSION_DENIED,
+  /** Hello names a different agent than the certificate. */
+  AGENT_ID_MISMATCH: status.PERMISSION_DENIED,
+  /** An operator disabled the agent. */
+  AGENT_DISABLED: status.PERMISSION_DENIED,
+  /** Frame order broken: first frame not Hello, or a second Hello. */
+  PROTOCOL_VIOLATION: status.FAILED_PRECONDITION,
+  /** A frame that cannot be decoded or carries nothing. */
+  MALFORMED_FRAME: status.INVALID_ARGUMENT,
+  /** No Hello within the deadline after the stream opened. */
+  HELLO_TIMEOUT: status.DEADLINE_EXCEEDED,
+  /** No frame within the heartbeat grace. */
+  HEARTBEAT_MISSED: status.UNAVAILABLE,
+  /** A newer stream from the same agent took over. */
+  SESSION_REPLACED: status.ABORTED,
+  /** The hub is shutting down. */
+  HUB_DRAINING: status.UNAVAILABLE,
+  INTERNAL: status.INTERNAL,
+} as const;
+
+export type HubErrorCode = keyof typeof HUB_ERRORS;
+
+export class HubError extends Error {
+  constructor(
+    readonly code: HubErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HubError';
+  }
+
+  get grpcStatus(): status {
+    return HUB_ERRORS[this.code];
+  }
+
+  /** The shape grpc-js sends as a status: the code leads the details so clients can match it. */
+  toGrpc(): { code: status; details: string } {
+    return { code: this.grpcStatus, details: `${this.code}: ${this.message}` };
+  }
+}

@@ -1,0 +1,97 @@
+import { Server } from '@grpc/grpc-js';
+import { serverKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
+import type { Logger } from '../shared/logger.js';
+import { Presence } from './agents/presence.js';
+import { SessionRegistry } from './agents/registry.js';
+import type { HubConfig } from './config.js';
+import { openDatabase, type DatabaseHandle } from './db/database.js';
+import { migrate, openOrm, type Orm } from './db/orm.js';
+import { agentServiceDefinition, agentServiceHandlers } from './grpc/agent-service.js';
+import { hubServerCredentials } from './grpc/credentials.js';
+import { loadOrCreateCa } from './pki/ca-store.js';
+import type { CertificateAuthority } from './pki/ca.js';
+
+/** A running hub: database, CA, the agents' gRPC service and the sessions it holds. */
+export class Hub {
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly cfg: HubConfig & { hubId: string },
+    readonly log: Logger,
+    readonly db: DatabaseHandle,
+    readonly orm: Orm,
+    readonly ca: CertificateAuthority,
+    readonly registry: SessionRegistry,
+    readonly presence: Presence,
+    readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
+    const db = await openDatabase(cfg, log);
+    let orm: Orm | null = null;
+    try {
+      orm = await openOrm(db.url, log, cfg.dbPoolMax);
+      await migrate(orm, db.url, log);
+      const ca = await loadOrCreateCa(orm.em.fork());
+      const registry = new SessionRegistry(
+        { hubId: cfg.hubId, heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatGraceMs: cfg.heartbeatGraceMs, helloTimeoutMs: cfg.helloTimeoutMs },
+        log,
+      );
+      const presence = new Presence(
+        orm,
+        { hubId: cfg.hubId, flushIntervalMs: cfg.presenceFlushMs, staleAfterMs: cfg.presenceFlushMs + cfg.heartbeatGraceMs },
+        log,
+        (agentId, epoch) => registry.fenced(agentId, epoch),
+      );
+      registry.presence = presence;
+      await presence.recoverAfterRestart();
+
+      const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, ...cfg.tlsNames]);
+      const server = new Server(serverKeepalive);
+      server.addService(agentServiceDefinition, agentServiceHandlers({ orm, ca, registry, log }));
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+      registry.start();
+      presence.start();
+      log.info({ listen: cfg.listen, port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port);
+    } catch (err) {
+      await orm?.close();
+      await db.stop();
+      throw err;
+    }
+  }
+
+  /**
+   * Graceful stop: tell every agent to drain, end the streams, record them offline, then
+   * close the listener and the database. Streams still open at the deadline are cut.
+   */
+  stop(reason = 'hub shutting down'): Promise<void> {
+    this.stopping ??= (async () => {
+      const deadline = Date.now() + this.cfg.shutdownTimeoutMs;
+      const drained = this.registry.drainAll(reason, this.cfg.drainReconnectMs);
+      this.log.info({ agents: drained, reason }, 'draining agent streams');
+      await this.presence.stop();
+      await Promise.race([this.presence.settle(), sleep(Math.max(0, deadline - Date.now() - 1000))]);
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          this.log.warn('streams still open at the deadline; cutting them');
+          this.server.forceShutdown();
+          resolve();
+        }, Math.max(0, deadline - Date.now()));
+        this.server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await this.orm.close();
+      await this.db.stop();
+      this.log.info('hub stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
