@@ -6,7 +6,8 @@ import { VERSION } from '../shared/version.js';
 import { createJoinToken } from './agents/join-tokens.js';
 import { HUB_SETTINGS, loadHubConfig } from './config.js';
 import { openDatabase } from './db/database.js';
-import { migrate, openOrm } from './db/orm.js';
+import { Agent } from './db/entities/agent.js';
+import { migrate, openOrm, type Orm } from './db/orm.js';
 import { Hub } from './hub.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
 
@@ -53,27 +54,44 @@ token
   .option('--json', 'print {token, expires_at, ca_sha256} as JSON')
   .addHelpText('after', '\nExample:\n  backhaul-hub token create --ttl 2h --hub-address hub.example.net:7443')
   .action(async (opts: { ttl: number; description?: string; hubAddress?: string; json?: boolean }) => {
-    const cfg = loadHubConfig(program.opts().config);
-    const log = createLogger('hub-cli', cfg.logLevel === 'info' ? 'warn' : cfg.logLevel);
-    const db = await openDatabase(cfg, log);
-    const orm = await openOrm(db.url, log, 2);
-    try {
-      await migrate(orm, db.url, log);
+    await withOrm(async (orm, cfg) => {
       const ca = await loadOrCreateCa(orm.em.fork());
       const created = await createJoinToken(orm.em.fork(), opts.ttl, opts.description);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ token: created.token, expires_at: created.expiresAt.toISOString(), ca_sha256: ca.fingerprint })}\n`);
-      } else {
-        const addr = opts.hubAddress ?? cfg.listen.replace('0.0.0.0', '<hub-host>');
-        process.stdout.write(
-          `Join token (single use, expires ${created.expiresAt.toISOString()}):\n  ${created.token}\n\n` +
-            `Enroll an agent with:\n  backhaul-agent enroll --hub ${addr} --token ${created.token} --ca-sha256 ${ca.fingerprint}\n`,
-        );
+        return;
       }
-    } finally {
-      await orm.close();
-      await db.stop();
-    }
+      const addr = opts.hubAddress ?? cfg.listen.replace('0.0.0.0', '<hub-host>');
+      process.stdout.write(
+        `Join token (single use, expires ${created.expiresAt.toISOString()}):\n  ${created.token}\n\n` +
+          `Enroll an agent with:\n  backhaul-agent enroll --hub ${addr} --token ${created.token} --ca-sha256 ${ca.fingerprint}\n`,
+      );
+    });
+  });
+
+program
+  .command('agents')
+  .description('List enrolled agents with their presence, straight from the database.')
+  .option('--json', 'print a JSON array')
+  .addHelpText('after', '\nExample:\n  backhaul-hub agents --json')
+  .action(async (opts: { json?: boolean }) => {
+    await withOrm(async (orm) => {
+      const agents = await orm.em.fork().find(Agent, {}, { orderBy: { enrolledAt: 'asc' } });
+      const rows = agents.map((a) => ({
+        id: a.id,
+        name: a.name,
+        hostname: a.hostname,
+        version: a.version,
+        status: a.disabled ? 'disabled' : a.online ? 'online' : 'offline',
+        last_seen_at: a.lastSeenAt?.toISOString() ?? null,
+        connected_hub: a.connectedHub,
+      }));
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(rows)}\n`);
+        return;
+      }
+      process.stdout.write(formatTable(['ID', 'NAME', 'STATUS', 'VERSION', 'LAST SEEN', 'HUB'], rows.map((r) => [r.id, r.name, r.status, r.version ?? '-', r.last_seen_at ?? '-', r.connected_hub ?? '-'])));
+    });
   });
 
 program
@@ -82,6 +100,30 @@ program
   .action(() => {
     process.stdout.write(describeSettings(HUB_SETTINGS));
   });
+
+/** Opens the hub's database (reusing a running embedded cluster), migrated, for one CLI command. */
+async function withOrm(fn: (orm: Orm, cfg: ReturnType<typeof loadHubConfig>) => Promise<void>): Promise<void> {
+  const cfg = loadHubConfig(program.opts().config);
+  const log = createLogger('hub-cli', cfg.logLevel === 'info' ? 'warn' : cfg.logLevel);
+  const db = await openDatabase(cfg, log);
+  try {
+    const orm = await openOrm(db.url, log, 2);
+    try {
+      await migrate(orm, db.url, log);
+      await fn(orm, cfg);
+    } finally {
+      await orm.close();
+    }
+  } finally {
+    await db.stop();
+  }
+}
+
+function formatTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}
 
 function parseDuration(v: string): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(v.trim());
