@@ -132,7 +132,8 @@ function parseDuration(v: string): number {
 }
 
 program.parseAsync().catch((err: unknown) => {
-  const msg = err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err);
+  const msg = err instanceof Error ? err.message : String(err);
   process.stderr.write(`backhaul-hub: ${msg}\n`);
-  process.exit(1);
+  // 2: bad configuration (systemd does not restart on it); 1: anything else.
+  process.exit(err instanceof ConfigError ? 2 : 1);
 });

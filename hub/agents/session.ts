@@ -170,7 +170,6 @@ export class AgentSession {
 
   private fail(err: unknown): void {
     if (err instanceof HubError) {
-      this.log.warn({ code: err.code, reason: err.message }, 'closing agent stream');
       this.close(err);
       return;
     }
@@ -182,6 +181,7 @@ export class AgentSession {
   close(err?: HubError): void {
     const wasActive = this.state === 'active';
     if (!this.transition('closed')) return;
+    if (err) this.log.warn({ code: err.code, reason: err.message }, 'closing agent stream');
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new Error(`session closed before command ${id} was acknowledged`));
