@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/logger.js';
@@ -27,6 +27,10 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promi
     return { url: urlFor(running), stop: async () => {} };
   }
   await mkdir(dataDir, { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  // As root the cluster runs as the `postgres` user, which must be able to enter the data
+  // directory: search permission only, nothing listable.
+  if (asRoot) await chmod(dataDir, 0o711);
   const port = await freePort();
   const EmbeddedPostgres = await importWithoutSignalHooks();
   const pg = new EmbeddedPostgres({
@@ -36,14 +40,23 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promi
     port,
     persistent: true,
     // PostgreSQL refuses to run as root; the library then runs it as a `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
+    // The library passes --lc-messages=en_US.UTF-8, which minimal hosts lack; a later flag
+    // wins, and C.UTF-8 exists everywhere glibc does.
+    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
     onLog: (msg: unknown) => log.debug({ postgres: String(msg).trim() }, 'embedded postgres'),
     onError: (msg: unknown) => log.debug({ postgres: String(msg).trim() }, 'embedded postgres stderr'),
   });
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     log.info({ dir }, 'initialising the embedded PostgreSQL cluster');
-    await pg.initialise();
+    try {
+      await pg.initialise();
+    } catch (err) {
+      // The library rejects with a bare string and keeps initdb's stderr to itself.
+      const hint = asRoot ? `; as root, initdb runs as user postgres, so every directory above ${dir} must be searchable by it` : '';
+      throw new Error(`cannot initialise the embedded PostgreSQL in ${dir}: ${String(err)}${hint}`);
+    }
   }
   await pg.start();
   const client = pg.getPgClient('postgres', '127.0.0.1');
