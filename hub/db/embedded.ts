@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../../shared/free-port.js';
 import type { Logger } from '../../shared/logger.js';
 
 export const EMBEDDED_DB_NAME = 'backhaul';
@@ -89,17 +89,6 @@ function runningClusterPort(dir: string): number | null {
   } catch {
     return null; // stale pid file from a crash; postgres removes it on start
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /**

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+
+export { freePort } from '../../shared/free-port.js';
 
 const run = promisify(execFile);
 
@@ -16,17 +17,6 @@ export const ROOT = (() => {
 })();
 export const HUB_BIN = join(ROOT, 'dist/hub/main.js');
 export const AGENT_BIN = join(ROOT, 'dist/agent/main.js');
-
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
-    });
-  });
-}
 
 export const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), `${prefix}-`));
 
