@@ -63,6 +63,10 @@ export interface DiskView {
   read(offset: number, length: number): Promise<Buffer>;
 }
 
+/**
+ * committed() and abandoned() release the snapshot first (a driver's exports may hold the
+ * bitmaps busy), so the views cannot be read after either.
+ */
 export interface Snapshot {
   disks: DiskView[];
   /** The hub committed the backup: retire the base bitmaps; the next bitmaps become the bases. */
