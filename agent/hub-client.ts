@@ -19,5 +19,8 @@ export function hubClient(address: string, caPem: string, clientKeyPem?: string,
     // Our own backoff drives reconnects; keep the channel's short so it does not add to it.
     'grpc.initial_reconnect_backoff_ms': 250,
     'grpc.max_reconnect_backoff_ms': 2_000,
+    // Disk indexes of large disks travel as one message (16 MiB for 2 TiB).
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
 }

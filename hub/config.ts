@@ -18,6 +18,11 @@ export const HUB_SETTINGS = {
     schema: z.string().url().optional(),
     doc: 'PostgreSQL URL. Unset: the hub runs an embedded PostgreSQL in dataDir.',
   },
+  repositoryPath: {
+    env: 'BACKHAUL_HUB_REPOSITORY',
+    schema: z.string().optional(),
+    doc: 'Chunk repository directory (shared storage when several hubs run); defaults to dataDir/repository.',
+  },
   hubId: { env: 'BACKHAUL_HUB_ID', schema: z.string().min(1).optional(), doc: 'Name of this hub among several; defaults to host:port.' },
   tlsNames: {
     env: 'BACKHAUL_HUB_TLS_NAMES',

@@ -34,6 +34,8 @@ export const HUB_ERRORS = {
   SESSION_REPLACED: status.ABORTED,
   /** The hub is shutting down. */
   HUB_DRAINING: status.UNAVAILABLE,
+  /** A backup of this target is already running: one job per target at a time. */
+  TARGET_BUSY: status.FAILED_PRECONDITION,
   INTERNAL: status.INTERNAL,
 } as const;
 

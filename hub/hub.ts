@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { serverKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
 import type { Logger } from '../shared/logger.js';
@@ -8,7 +10,11 @@ import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrate, openOrm, type Orm } from './db/orm.js';
 import { agentServiceDefinition, agentServiceHandlers } from './grpc/agent-service.js';
 import { hubServerCredentials } from './grpc/credentials.js';
+import { dataServiceDefinition, dataServiceHandlers, DATA_MAX_MESSAGE_BYTES } from './grpc/data-service.js';
+import { JobEvents } from './jobs/job-events.js';
+import { JobService } from './jobs/job-service.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
+import { Repository } from './repository/index.js';
 import type { CertificateAuthority } from './pki/ca.js';
 
 /** A running hub: database, CA, the agents' gRPC service and the sessions it holds. */
@@ -25,6 +31,8 @@ export class Hub {
     readonly presence: Presence,
     readonly server: Server,
     readonly port: number,
+    readonly repo: Repository,
+    readonly jobs: JobService,
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
@@ -47,16 +55,21 @@ export class Hub {
       registry.presence = presence;
       await presence.recoverAfterRestart();
 
+      const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
+      registry.jobEvents = new JobEvents(orm, repo, log);
+      const jobs = new JobService(orm, registry, log);
+
       const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, ...cfg.tlsNames]);
-      const server = new Server(serverKeepalive);
+      const server = new Server({ ...serverKeepalive, 'grpc.max_receive_message_length': DATA_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': DATA_MAX_MESSAGE_BYTES });
       server.addService(agentServiceDefinition, agentServiceHandlers({ orm, ca, registry, log }));
+      server.addService(dataServiceDefinition, dataServiceHandlers({ orm, repo, log, onDataLoss: (jobId, msg) => void jobs.failWithDataLoss(jobId, msg) }));
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
       );
       registry.start();
       presence.start();
       log.info({ listen: cfg.listen, port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port);
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, repo, jobs);
     } catch (err) {
       await orm?.close();
       await db.stop();
@@ -92,6 +105,11 @@ export class Hub {
     })();
     return this.stopping;
   }
+}
+
+/** Opens the chunk repository, creating it on first start. */
+async function openRepository(root: string): Promise<Repository> {
+  return existsSync(root) ? Repository.open(root) : Repository.create(root);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -19,6 +19,7 @@ export class SessionRegistry implements SessionHost {
   private readonly opening = new Set<AgentSession>();
   private timer: NodeJS.Timeout | null = null;
   presence!: Presence;
+  jobEvents: SessionHost['jobEvents'] = null;
 
   constructor(
     private readonly opts: RegistryOptions,

@@ -3,8 +3,10 @@ import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { certificateSha256 } from '../../shared/certs.js';
 import {
   EventDisposition,
+  JobStatus,
   type Command,
   type CommandAck,
+  type EventAck,
   type ConnectRequest,
   type ConnectResponse,
   type Hello,
@@ -20,6 +22,8 @@ export type CommandKind = NonNullable<Command['kind']>;
 
 export interface SessionHost {
   presence: Presence;
+  /** Applies job events; absent only in hubs built without the job machinery. */
+  jobEvents: { handle(agentId: string, ev: JobEvent): Promise<EventAck> } | null;
   hubId: string;
   heartbeatIntervalMs: number;
   log: Logger;
@@ -136,12 +140,12 @@ export class AgentSession {
     p.resolve(ack);
   }
 
-  /** Jobs arrive with the lifecycle; until then no job is known to the hub, so every event is refused. */
-  private onJobEvent(ev: JobEvent): void {
-    this.log.warn({ job_id: ev.jobId, seq: ev.seq }, 'event for a job this hub does not know; refused');
-    this.send({
-      frame: { $case: 'eventAck', value: { seq: ev.seq, disposition: EventDisposition.EVENT_DISPOSITION_REFUSED, message: `job ${ev.jobId} is not known to this hub` } },
-    });
+  private async onJobEvent(ev: JobEvent): Promise<void> {
+    const ack: EventAck = this.host.jobEvents
+      ? await this.host.jobEvents.handle(this.agentId!, ev)
+      : { seq: ev.seq, disposition: EventDisposition.EVENT_DISPOSITION_REFUSED, message: `job ${ev.jobId} is not known to this hub`, jobStatus: JobStatus.JOB_STATUS_UNSPECIFIED };
+    if (ack.disposition === EventDisposition.EVENT_DISPOSITION_REFUSED) this.log.warn({ job_id: ev.jobId, seq: ev.seq, reason: ack.message }, 'job event refused');
+    this.send({ frame: { $case: 'eventAck', value: ack } });
   }
 
   /** Sends a command and resolves with the agent's acknowledgement. The same id may be re-sent safely. */

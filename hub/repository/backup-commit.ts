@@ -1,8 +1,8 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assertDiskSize, chunkCount, chunkLength, zeroChunkDigest } from './chunk-geometry.js';
+import { assertDiskSize, chunkCount, chunkLength, zeroChunkDigest } from '../../shared/chunk/geometry.js';
 import type { ChunkStore } from './chunk-store.js';
-import { DIGEST_BYTES, DigestList } from './digest.js';
+import { DIGEST_BYTES, DigestList } from '../../shared/chunk/digest.js';
 import { DigestSet } from './digest-set.js';
 import { fsyncDirectory } from './durable-file.js';
 import { hasErrno, invalidArgument, RepositoryError, throwIfAborted } from './errors.js';

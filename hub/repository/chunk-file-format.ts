@@ -1,8 +1,8 @@
 import { crc32 } from 'node:zlib';
-import { CHUNK_SIZE } from './chunk-geometry.js';
-import { sha256 } from './digest.js';
+import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
+import { sha256 } from '../../shared/chunk/digest.js';
 import { RepositoryError, type DataLossReason } from './errors.js';
-import { ZstdError, zstdDecompress, zstdDeclaredSize } from './zstd.js';
+import { ZstdError, zstdDecompress, zstdDeclaredSize } from '../../shared/chunk/zstd.js';
 
 /**
  * Chunk file, format version 1 (FORMAT.md §3): a 16-byte header, then the payload.

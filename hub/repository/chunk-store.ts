@@ -2,7 +2,7 @@ import { statSync, utimesSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { checkUpload, CHUNK_HEADER_BYTES, decodeChunkFile, encodeChunkHeader, type ChunkEncoding } from './chunk-file-format.js';
-import { assertDigestHex } from './digest.js';
+import { assertDigestHex } from '../../shared/chunk/digest.js';
 import { writeFileDurably } from './durable-file.js';
 import { hasErrno, RepositoryError, throwIfAborted } from './errors.js';
 import type { RepositoryLayout } from './repository-layout.js';

@@ -3,7 +3,7 @@ import { lstat, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { listIndexPaths } from './backup-commit.js';
 import { forEachBounded } from './bounded-parallel.js';
-import { DIGEST_BYTES, isDigestHex } from './digest.js';
+import { DIGEST_BYTES, isDigestHex } from '../../shared/chunk/digest.js';
 import { DigestSet } from './digest-set.js';
 import { hasErrno, invalidArgument, RepositoryError, throwIfAborted } from './errors.js';
 import { readIndex } from './index-format.js';

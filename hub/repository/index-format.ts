@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { assertDiskSize, CHUNK_SIZE, chunkCount } from './chunk-geometry.js';
-import { DIGEST_BYTES, DigestList } from './digest.js';
+import { assertDiskSize, CHUNK_SIZE, chunkCount } from '../../shared/chunk/geometry.js';
+import { DIGEST_BYTES, DigestList } from '../../shared/chunk/digest.js';
 import { writeFileDurably } from './durable-file.js';
 import { hasErrno, invalidArgument, RepositoryError, type IndexCorruptReason } from './errors.js';
 

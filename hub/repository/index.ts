@@ -17,11 +17,11 @@ export { readIndex, writeIndex, encodeIndex, decodeIndex, type DiskIndex, type D
 export { verifyBackup, type VerifyOptions, type VerifyProgress, type VerifyResult, type BadChunk, type BadIndex, type ChunkLocation } from './verify.js';
 export { collectGarbage, restoreTrash, type GcOptions, type GcProgress, type GcResult } from './garbage-collector.js';
 export { selectForPrune, isoWeek, type PruneCandidate, type PrunePolicy, type PruneDecision, type KeepReason, type KeepRule } from './prune-policy.js';
-export { CHUNK_SIZE, chunkCount, chunkLength, chunkOffset, zeroChunkDigest } from './chunk-geometry.js';
-export { DigestList, ZERO_DIGEST_HEX, DIGEST_BYTES, sha256, isDigestHex, assertDigestHex } from './digest.js';
+export { CHUNK_SIZE, chunkCount, chunkLength, chunkOffset, zeroChunkDigest } from '../../shared/chunk/geometry.js';
+export { DigestList, ZERO_DIGEST_HEX, DIGEST_BYTES, sha256, isDigestHex, assertDigestHex } from '../../shared/chunk/digest.js';
 export { DigestSet } from './digest-set.js';
 export { type ChunkEncoding, CHUNK_HEADER_BYTES } from './chunk-file-format.js';
-export { zstdCompress } from './zstd.js';
+export { zstdCompress } from '../../shared/chunk/zstd.js';
 export {
   RepositoryError,
   isRepositoryError,

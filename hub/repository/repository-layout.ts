@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CHUNK_SIZE } from './chunk-geometry.js';
+import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
 import { fsyncDirectory, writeFileDurably } from './durable-file.js';
 import { hasErrno, invalidArgument, RepositoryError } from './errors.js';
 

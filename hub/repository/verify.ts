@@ -1,7 +1,7 @@
 import { forEachBounded } from './bounded-parallel.js';
-import { chunkLength, chunkOffset } from './chunk-geometry.js';
+import { chunkLength, chunkOffset } from '../../shared/chunk/geometry.js';
 import type { ChunkStore } from './chunk-store.js';
-import { DIGEST_BYTES } from './digest.js';
+import { DIGEST_BYTES } from '../../shared/chunk/digest.js';
 import { DigestSet } from './digest-set.js';
 import { isRepositoryError, throwIfAborted, type DataLossReason } from './errors.js';
 import { readIndex, type DiskIndex } from './index-format.js';

@@ -1,5 +1,9 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration0001Foundation } from './0001-foundation.js';
+import { Migration0002JobsAndBackups } from './0002-jobs-and-backups.js';
 
 /** Every migration, in order. Listed explicitly so the compiled hub needs no file globbing. */
-export const migrationsList: MigrationObject[] = [{ name: '0001-foundation', class: Migration0001Foundation }];
+export const migrationsList: MigrationObject[] = [
+  { name: '0001-foundation', class: Migration0001Foundation },
+  { name: '0002-jobs-and-backups', class: Migration0002JobsAndBackups },
+];

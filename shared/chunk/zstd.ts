@@ -1,9 +1,10 @@
 import binding from 'zstd-napi/binding.js';
 
 /**
- * The zstd calls the repository makes, through zstd-napi's thin binding (libzstd 1.5.7). Its
- * one-shot ZSTD_decompressDCtx writes into a buffer we size, so a crafted stream ("zstd bomb")
- * can never make the hub allocate more than the limit: it fails with dstSize_tooSmall instead.
+ * The zstd calls of the chunk format (hub repository and agent pipeline), through zstd-napi's thin
+ * binding (libzstd 1.5.7). Its one-shot ZSTD_decompressDCtx writes into a buffer we size, so a
+ * crafted stream ("zstd bomb") can never make the hub allocate more than the limit: it fails with
+ * dstSize_tooSmall instead.
  * The calls are synchronous; one context per thread is enough and saves its allocation per chunk.
  */
 let dctx: binding.DCtx | undefined;

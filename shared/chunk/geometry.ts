@@ -1,5 +1,7 @@
 import { sha256 } from './digest.js';
-import { invalidArgument } from './errors.js';
+// The chunk format moved here from hub/repository (FORMAT.md); its argument errors stay the
+// repository's INVALID_ARGUMENT so hub callers and their gRPC mapping see no difference.
+import { invalidArgument } from '../../hub/repository/errors.js';
 
 /** Images are cut into fixed chunks of this size; only a disk's last chunk may be shorter. */
 export const CHUNK_SIZE = 4 * 1024 * 1024;

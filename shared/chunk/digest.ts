@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { invalidArgument } from './errors.js';
+// The chunk format moved here from hub/repository (FORMAT.md); its argument errors stay the
+// repository's INVALID_ARGUMENT so hub callers and their gRPC mapping see no difference.
+import { invalidArgument } from '../../hub/repository/errors.js';
 
 /** A chunk's name: SHA-256 of its plaintext, 32 bytes; written as 64 lowercase hex digits. */
 export const DIGEST_BYTES = 32;

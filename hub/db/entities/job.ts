@@ -1,0 +1,69 @@
+import { BigIntType, EntitySchema } from '@mikro-orm/core';
+import type { JobErrorCode, JobPhaseName, JobStatusName } from '../../jobs/job-state.js';
+
+export type JobKind = 'backup' | 'restore';
+
+/** Counters from the agent's latest progress report; they only grow. */
+export interface JobProgressCounters {
+  bytesTotal: number;
+  bytesDone: number;
+  bytesRead: number;
+  bytesTransferred: number;
+  bytesSent: number;
+  bytesReused: number;
+  bytesZero: number;
+  rateBytesPerSecond: number;
+  etaSeconds: number;
+  busy: { sourceRead: number; hashCompress: number; network: number; hubWrite: number };
+}
+
+/** One unit of work on one agent: a backup or a restore of one target. */
+export class Job {
+  id!: string;
+  kind!: JobKind;
+  agentId!: string;
+  targetId!: string;
+  status!: JobStatusName;
+  phase: JobPhaseName | null = null;
+  /** What the command carries: target, options, parent, destinations. */
+  params!: Record<string, unknown>;
+  commandId!: string;
+  progress: JobProgressCounters | null = null;
+  /** Highest agent event sequence number applied to this job. */
+  lastSeq = 0;
+  errorCode: JobErrorCode | null = null;
+  errorMessage: string | null = null;
+  /** For a backup: the restore point it committed. For a restore: the backup it read. */
+  backupId: string | null = null;
+  /** Restore: per disk SHA-256 of the written image. */
+  result: Record<string, unknown> | null = null;
+  createdAt!: Date;
+  startedAt: Date | null = null;
+  lastEventAt: Date | null = null;
+  completedAt: Date | null = null;
+}
+
+export const JobSchema = new EntitySchema<Job>({
+  class: Job,
+  tableName: 'jobs',
+  properties: {
+    id: { type: 'uuid', primary: true },
+    kind: { type: 'text' },
+    agentId: { type: 'uuid' },
+    targetId: { type: 'text' },
+    status: { type: 'text' },
+    phase: { type: 'text', nullable: true },
+    params: { type: 'json' },
+    commandId: { type: 'uuid' },
+    progress: { type: 'json', nullable: true },
+    lastSeq: { type: new BigIntType('number'), default: 0 },
+    errorCode: { type: 'text', nullable: true },
+    errorMessage: { type: 'text', nullable: true },
+    backupId: { type: 'uuid', nullable: true },
+    result: { type: 'json', nullable: true },
+    createdAt: { type: 'datetime' },
+    startedAt: { type: 'datetime', nullable: true },
+    lastEventAt: { type: 'datetime', nullable: true },
+    completedAt: { type: 'datetime', nullable: true },
+  },
+});

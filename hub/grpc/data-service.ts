@@ -1,0 +1,200 @@
+import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { certificateSha256 } from '../../shared/certs.js';
+import {
+  DataServiceService,
+  type DownloadChunksRequest,
+  type DownloadChunksResponse,
+  type GetIndexRequest,
+  type GetIndexResponse,
+  type MissingChunksRequest,
+  type MissingChunksResponse,
+  type PutIndexRequest,
+  type PutIndexResponse,
+  type UploadChunksRequest,
+  type UploadChunksResponse,
+} from '../../shared/gen/backhaul/v1/data.js';
+import type { Logger } from '../../shared/logger.js';
+import type { BackupDisk } from '../db/entities/backup.js';
+import type { Orm } from '../db/orm.js';
+import { CHUNK_SIZE, DIGEST_BYTES, RepositoryError, type Repository } from '../repository/index.js';
+
+/** Bulk messages (indexes of 2 TiB disks are 16 MiB) need more than gRPC's 4 MiB default. */
+export const DATA_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+class DataError extends Error {
+  constructor(
+    readonly code: status,
+    readonly errorCode: string,
+    message: string,
+  ) {
+    super(message);
+  }
+  toGrpc() {
+    const metadata = new Metadata();
+    metadata.set('backhaul-error-code', this.errorCode);
+    return { code: this.code, details: `${this.errorCode}: ${this.message}`, metadata };
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function toDataError(err: unknown): DataError {
+  if (err instanceof DataError) return err;
+  if (err instanceof RepositoryError) {
+    const map: Record<string, [status, string]> = {
+      DATA_LOSS: [status.DATA_LOSS, 'DATA_LOSS'],
+      INVALID_ARGUMENT: [status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+      CHUNK_MISSING: [status.NOT_FOUND, 'CHUNK_MISSING'],
+      INDEX_NOT_FOUND: [status.NOT_FOUND, 'INDEX_NOT_FOUND'],
+      INDEX_CORRUPT: [status.DATA_LOSS, 'INDEX_CORRUPT'],
+    };
+    const [code, name] = map[err.code] ?? [status.INTERNAL, err.code];
+    return new DataError(code, name, err.message);
+  }
+  return new DataError(status.INTERNAL, 'INTERNAL', 'the hub failed to handle the request');
+}
+
+/** Splits packed 32-byte digests into hex strings, refusing a ragged buffer. */
+function unpack(bytes: Buffer, field: string): string[] {
+  if (bytes.length % DIGEST_BYTES !== 0) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', `${field} must be a multiple of ${DIGEST_BYTES} bytes`);
+  const out: string[] = [];
+  for (let i = 0; i < bytes.length; i += DIGEST_BYTES) out.push(bytes.subarray(i, i + DIGEST_BYTES).toString('hex'));
+  return out;
+}
+
+/**
+ * The hub side of the data plane. Every call is made by an agent with its certificate and
+ * names one of that agent's live jobs; block data is checked by the repository on receipt.
+ */
+export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Logger; onDataLoss: (jobId: string, message: string) => void }): UntypedServiceImplementation {
+  const { orm, repo, log } = deps;
+
+  /** The calling agent must hold the certificate on record and own the job, which must be live. */
+  async function authorize(call: { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer; subject?: { CN?: string | string[] } } } | null }, jobId: string, kinds: string[]) {
+    const cert = call.getAuthContext()?.sslPeerCertificate;
+    if (!cert?.raw) throw new DataError(status.UNAUTHENTICATED, 'CLIENT_CERT_REQUIRED', 'the data plane requires an enrolled agent certificate');
+    if (!UUID.test(jobId)) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'job_id must be a UUID');
+    const rows = await orm.em
+      .fork()
+      .getConnection()
+      .execute<{ agent_id: string; status: string; kind: string; cert_fingerprint: string }[]>(
+        'select j.agent_id, j.status, j.kind, a.cert_fingerprint from jobs j join agents a on a.id = j.agent_id where j.id = ?',
+        [jobId],
+      );
+    const row = rows[0];
+    if (!row) throw new DataError(status.NOT_FOUND, 'JOB_NOT_FOUND', `job ${jobId} is not known to this hub`);
+    if (row.cert_fingerprint !== certificateSha256(cert.raw)) throw new DataError(status.PERMISSION_DENIED, 'JOB_NOT_OWNED', `job ${jobId} belongs to another agent`);
+    if (!['dispatched', 'running'].includes(row.status)) throw new DataError(status.FAILED_PRECONDITION, 'JOB_NOT_RUNNING', `job ${jobId} is ${row.status}`);
+    if (!kinds.includes(row.kind)) throw new DataError(status.FAILED_PRECONDITION, 'WRONG_JOB_KIND', `job ${jobId} is a ${row.kind} job`);
+    return row;
+  }
+
+  const unary =
+    <Req, Res>(fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) =>
+    (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
+      fn(call).then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          const e = toDataError(err);
+          if (e.code === status.INTERNAL) log.error({ err }, 'data plane call failed');
+          cb(e.toGrpc());
+        },
+      );
+    };
+
+  return {
+    missingChunks: unary<MissingChunksRequest, MissingChunksResponse>(async (call) => {
+      await authorize(call, call.request.jobId, ['backup']);
+      const missing = await repo.missingChunks(unpack(call.request.digests, 'digests'));
+      return { digests: Buffer.from(missing.join(''), 'hex') };
+    }),
+
+    uploadChunks(call: ServerDuplexStream<UploadChunksRequest, UploadChunksResponse>) {
+      let jobId: string | null = null;
+      let queue: Promise<void> = Promise.resolve();
+      let failed = false;
+      const fail = (err: unknown) => {
+        if (failed) return;
+        failed = true;
+        const e = toDataError(err);
+        if (e.errorCode === 'DATA_LOSS' && jobId) deps.onDataLoss(jobId, e.message);
+        if (e.code === status.INTERNAL) log.error({ err, job_id: jobId }, 'chunk upload failed');
+        call.emit('error', e.toGrpc());
+      };
+      call.on('data', (req: UploadChunksRequest) => {
+        // Chunks are stored one after another; while one is written, flow control holds the rest.
+        call.pause();
+        queue = queue
+          .then(async () => {
+            if (failed) return;
+            if (jobId === null) {
+              await authorize(call, req.jobId, ['backup']);
+              jobId = req.jobId;
+            } else if (req.jobId !== jobId) {
+              throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
+            }
+            if (req.digest.length !== DIGEST_BYTES) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'digest must be 32 bytes');
+            const res = await repo.putChunk(req.digest.toString('hex'), req.data, 'zstd');
+            call.write({ digest: req.digest, created: res.created });
+          })
+          .then(() => {
+            if (!failed) call.resume();
+          }, fail);
+      });
+      call.on('end', () => {
+        queue.then(() => {
+          if (!failed) call.end();
+        }, fail);
+      });
+    },
+
+    putIndex: unary<PutIndexRequest, PutIndexResponse>(async (call) => {
+      const { jobId, diskName, diskSize, digests } = call.request;
+      await authorize(call, jobId, ['backup']);
+      if (!diskName) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'disk_name is required');
+      const list = unpack(digests, 'digests');
+      const expected = Math.ceil(diskSize / CHUNK_SIZE);
+      if (list.length !== expected) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', `a disk of ${diskSize} bytes has ${expected} chunks, the index has ${list.length}`);
+      const nonZero = list.filter((d) => !/^0+$/.test(d));
+      const missing = await repo.missingChunks(nonZero);
+      await orm.em
+        .fork()
+        .getConnection()
+        .execute(
+          `insert into job_disk_indexes (job_id, disk_name, disk_size, digests, received_at) values (?, ?, ?, ?, now())
+           on conflict (job_id, disk_name) do update set disk_size = excluded.disk_size, digests = excluded.digests, received_at = now()`,
+          [jobId, diskName, diskSize, digests],
+        );
+      return { missingChunks: missing.length };
+    }),
+
+    getIndex: unary<GetIndexRequest, GetIndexResponse>(async (call) => {
+      await authorize(call, call.request.jobId, ['backup', 'restore']);
+      if (!UUID.test(call.request.backupId)) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'backup_id must be a UUID');
+      const rows = await orm.em.fork().getConnection().execute<{ disks: BackupDisk[] }[]>('select disks from backups where id = ?', [call.request.backupId]);
+      const disk = rows[0]?.disks.find((d) => d.name === call.request.diskName);
+      if (!disk) throw new DataError(status.NOT_FOUND, 'INDEX_NOT_FOUND', `backup ${call.request.backupId} has no disk ${call.request.diskName}`);
+      const index = await repo.readIndex(repo.resolveIndexPath(disk.indexPath));
+      return { diskSize: index.diskSize, chunkSize: index.chunkSize, digests: index.digests.bytes };
+    }),
+
+    downloadChunks(call: ServerWritableStream<DownloadChunksRequest, DownloadChunksResponse>) {
+      (async () => {
+        await authorize(call, call.request.jobId, ['restore']);
+        for (const digest of unpack(call.request.digests, 'digests')) {
+          if (call.cancelled) return;
+          const data = await repo.readChunk(digest);
+          // Honour the client's flow control: wait for the buffer to drain before the next chunk.
+          if (!call.write({ digest: Buffer.from(digest, 'hex'), data })) await new Promise((r) => call.once('drain', r));
+        }
+        call.end();
+      })().catch((err: unknown) => {
+        const e = toDataError(err);
+        if (e.code === status.INTERNAL) log.error({ err }, 'chunk download failed');
+        call.emit('error', e.toGrpc());
+      });
+    },
+  };
+}
+
+export const dataServiceDefinition = DataServiceService;

@@ -1,0 +1,99 @@
+import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent } from '../../shared/gen/backhaul/v1/agent.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Orm } from '../db/orm.js';
+import type { Repository } from '../repository/index.js';
+import { commitBackup } from './commit-backup.js';
+import { TERMINAL, type JobPhaseName, type JobStatusName } from './job-state.js';
+import { JobStore } from './job-store.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const PHASES: Record<number, JobPhaseName | null> = {
+  [JobPhase.JOB_PHASE_SNAPSHOTTING]: 'snapshotting',
+  [JobPhase.JOB_PHASE_TRANSFERRING]: 'transferring',
+  [JobPhase.JOB_PHASE_FINALIZING]: 'finalizing',
+};
+
+export const STATUS_TO_PROTO: Record<JobStatusName, JobStatus> = {
+  queued: JobStatus.JOB_STATUS_QUEUED,
+  dispatched: JobStatus.JOB_STATUS_DISPATCHED,
+  running: JobStatus.JOB_STATUS_RUNNING,
+  cancelling: JobStatus.JOB_STATUS_CANCELLING,
+  succeeded: JobStatus.JOB_STATUS_SUCCEEDED,
+  failed: JobStatus.JOB_STATUS_FAILED,
+  cancelled: JobStatus.JOB_STATUS_CANCELLED,
+};
+
+/**
+ * Applies agent events to jobs. Late, duplicate and reordered events end in the same state
+ * as in-order ones: anything about a terminal job, or not newer than the last applied one, is
+ * acknowledged and ignored; anything about another agent's job is refused.
+ */
+export class JobEvents {
+  constructor(
+    private readonly orm: Orm,
+    private readonly repo: Repository,
+    private readonly log: Logger,
+  ) {}
+
+  async handle(agentId: string, ev: JobEvent): Promise<EventAck> {
+    const em = this.orm.em.fork();
+    const jobs = new JobStore(em);
+    const ack = (disposition: EventDisposition, status: JobStatusName | null, message = ''): EventAck => ({
+      seq: ev.seq,
+      disposition,
+      message,
+      jobStatus: status ? STATUS_TO_PROTO[status] : JobStatus.JOB_STATUS_UNSPECIFIED,
+    });
+    const job = UUID.test(ev.jobId) ? await jobs.get(ev.jobId) : null;
+    if (!job) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} is not known to this hub`);
+    if (job.agentId !== agentId) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} belongs to another agent`);
+    if (TERMINAL.has(job.status)) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, `job is already ${job.status}`);
+    const log = this.log.child({ job_id: job.id, agent_id: agentId });
+    const e = ev.event;
+    if (e?.$case === 'progress') {
+      if (ev.seq <= job.lastSeq) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'duplicate or older event');
+      const p = e.value;
+      const applied = await jobs.applyProgress(job.id, ev.seq, PHASES[p.phase] ?? null, {
+        bytesTotal: p.bytesTotal,
+        bytesDone: p.bytesDone,
+        bytesRead: p.bytesRead,
+        bytesTransferred: p.bytesTransferred,
+        bytesSent: p.bytesSent,
+        bytesReused: p.bytesReused,
+        bytesZero: p.bytesZero,
+        rateBytesPerSecond: p.rateBytesPerSecond,
+        etaSeconds: p.etaSeconds,
+        busy: {
+          sourceRead: p.busy?.sourceRead ?? 0,
+          hashCompress: p.busy?.hashCompress ?? 0,
+          network: p.busy?.network ?? 0,
+          hubWrite: p.busy?.hubWrite ?? 0,
+        },
+      });
+      if (p.note) log.info({ note: p.note }, 'job note');
+      return applied ? ack(EventDisposition.EVENT_DISPOSITION_APPLIED, applied.status) : ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'not applied');
+    }
+    if (e?.$case === 'final') {
+      const f = e.value;
+      await jobs.bumpSeq(job.id, ev.seq);
+      if (f.status !== JobStatus.JOB_STATUS_SUCCEEDED) {
+        const to: JobStatusName = f.status === JobStatus.JOB_STATUS_CANCELLED ? 'cancelled' : 'failed';
+        const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}` });
+        const now = done ?? (await jobs.get(job.id));
+        log.info({ status: now?.status, error_code: f.errorCode }, 'job ended on the agent');
+        return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, now?.status ?? null);
+      }
+      if (job.kind === 'restore') {
+        const done = await jobs.transition(job.id, 'succeeded', { result: { disks: f.disks.map((d) => ({ name: d.diskName, sizeBytes: d.sizeBytes, sha256: d.sha256 })) } });
+        return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (done ?? (await jobs.get(job.id)))?.status ?? null);
+      }
+      const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log);
+      if (outcome.ok) return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
+      const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message });
+      log.warn({ code: outcome.code, reason: outcome.message }, 'backup not committed');
+      return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (failed ?? (await jobs.get(job.id)))?.status ?? null, outcome.message);
+    }
+    return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, job.status, 'the event carries nothing');
+  }
+}

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { HubError } from '../errors.js';
+import { Job, type JobKind, type JobProgressCounters } from '../db/entities/job.js';
+import { phaseRank, sourcesOf, TERMINAL, type JobErrorCode, type JobPhaseName, type JobStatusName } from './job-state.js';
+
+type Row = Record<string, unknown>;
+
+/** Maps a jobs row (snake_case, from raw SQL) to the entity's shape. */
+function fromRow(r: Row): Job {
+  const j = new Job();
+  Object.assign(j, {
+    id: r.id,
+    kind: r.kind,
+    agentId: r.agent_id,
+    targetId: r.target_id,
+    status: r.status,
+    phase: r.phase,
+    params: r.params,
+    commandId: r.command_id,
+    progress: r.progress,
+    lastSeq: Number(r.last_seq),
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    backupId: r.backup_id,
+    result: r.result,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    lastEventAt: r.last_event_at,
+    completedAt: r.completed_at,
+  });
+  return j;
+}
+
+/**
+ * Every write to a job's status goes through here, as a guarded update: it applies only if the
+ * job is in a status the state machine allows the move from. The caller learns whether it won.
+ */
+export class JobStore {
+  constructor(private readonly em: EntityManager) {}
+
+  async create(p: { kind: JobKind; agentId: string; targetId: string; params: Record<string, unknown> }): Promise<Job> {
+    const rows = await this.em
+      .getConnection()
+      .execute<Row[]>(
+      `insert into jobs (id, kind, agent_id, target_id, status, params, command_id, created_at)
+       values (?, ?, ?, ?, 'queued', ?::jsonb, ?, now()) returning *`,
+        [randomUUID(), p.kind, p.agentId, p.targetId, JSON.stringify(p.params), randomUUID()],
+      )
+      .catch((err: unknown) => {
+        if ((err as { constraint?: string }).constraint === 'jobs_one_live_per_target') {
+          throw new HubError('TARGET_BUSY', `target ${p.targetId} of agent ${p.agentId} already has a backup running`);
+        }
+        throw err;
+      });
+    return fromRow(rows[0]!);
+  }
+
+  async get(id: string): Promise<Job | null> {
+    const rows = await this.em.getConnection().execute<Row[]>('select * from jobs where id = ?', [id]);
+    return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  /** Moves a job to `to` if the state machine allows it from its current status; null if not. */
+  async transition(
+    id: string,
+    to: JobStatusName,
+    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown } = {},
+    em: EntityManager = this.em,
+  ): Promise<Job | null> {
+    const terminal = TERMINAL.has(to);
+    const rows = await em.getConnection().execute<Row[]>(
+      `update jobs set status = ?,
+         error_code = coalesce(?, error_code), error_message = coalesce(?, error_message),
+         backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result),
+         started_at = case when ? in ('running') then coalesce(started_at, now()) else started_at end,
+         completed_at = case when ? then now() else null end
+       where id = ? and status = any(?::text[]) returning *`,
+      [
+        to,
+        patch.errorCode ?? null,
+        patch.errorMessage ?? null,
+        patch.backupId ?? null,
+        patch.result === undefined ? null : JSON.stringify(patch.result),
+        to,
+        terminal,
+        id,
+        `{${sourcesOf(to).join(',')}}`,
+      ],
+    );
+    return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  /**
+   * Applies a progress report with sequence number `seq`: only to a live job, only if newer than
+   * the last applied event. Counters never go backwards and the phase only moves forward, so a
+   * late or reordered report cannot undo a newer one.
+   */
+  async applyProgress(id: string, seq: number, phase: JobPhaseName | null, counters: JobProgressCounters): Promise<Job | null> {
+    const job = await this.get(id);
+    if (!job || TERMINAL.has(job.status) || seq <= job.lastSeq) return null;
+    const merged = mergeCounters(job.progress, counters);
+    const nextPhase = phaseRank(phase) > phaseRank(job.phase) ? phase : job.phase;
+    const rows = await this.em.getConnection().execute<Row[]>(
+      `update jobs set progress = ?::jsonb, phase = ?, last_seq = ?, last_event_at = now(),
+         status = case when status = 'dispatched' then 'running' else status end,
+         started_at = coalesce(started_at, now())
+       where id = ? and last_seq < ? and status in ('dispatched', 'running', 'cancelling') returning *`,
+      [JSON.stringify(merged), nextPhase, seq, id, seq],
+    );
+    return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  /** Records that an event with this sequence number was seen, without other changes. */
+  async bumpSeq(id: string, seq: number, em: EntityManager = this.em): Promise<void> {
+    await em.getConnection().execute('update jobs set last_seq = greatest(last_seq, ?), last_event_at = now() where id = ?', [seq, id]);
+  }
+}
+
+/** Field-wise maximum: a zero or smaller value in a later report never wipes good data. */
+export function mergeCounters(prev: JobProgressCounters | null, next: JobProgressCounters): JobProgressCounters {
+  if (!prev) return next;
+  const max = (a: number, b: number) => Math.max(a, b);
+  return {
+    bytesTotal: max(prev.bytesTotal, next.bytesTotal),
+    bytesDone: max(prev.bytesDone, next.bytesDone),
+    bytesRead: max(prev.bytesRead, next.bytesRead),
+    bytesTransferred: max(prev.bytesTransferred, next.bytesTransferred),
+    bytesSent: max(prev.bytesSent, next.bytesSent),
+    bytesReused: max(prev.bytesReused, next.bytesReused),
+    bytesZero: max(prev.bytesZero, next.bytesZero),
+    // Rate, ETA and busy-ness describe the latest moment, not a running total.
+    rateBytesPerSecond: next.rateBytesPerSecond,
+    etaSeconds: next.etaSeconds,
+    busy: next.busy,
+  };
+}
