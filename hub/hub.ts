@@ -53,7 +53,7 @@ export class Hub {
         (agentId, epoch) => registry.fenced(agentId, epoch),
       );
       registry.presence = presence;
-      await presence.recoverAfterRestart();
+      await presence.markHeldAgentsOffline();
 
       const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
       registry.jobEvents = new JobEvents(orm, repo, log);
@@ -84,21 +84,21 @@ export class Hub {
   stop(reason = 'hub shutting down'): Promise<void> {
     this.stopping ??= (async () => {
       const deadline = Date.now() + this.cfg.shutdownTimeoutMs;
+      // Close the listener first: agents told to come back must not reconnect to this hub.
+      const listenerClosed = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
       const drained = this.registry.drainAll(reason, this.cfg.drainReconnectMs);
       this.log.info({ agents: drained, reason }, 'draining agent streams');
       await this.presence.stop();
-      await Promise.race([this.presence.settle(), sleep(Math.max(0, deadline - Date.now() - 1000))]);
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          this.log.warn('streams still open at the deadline; cutting them');
-          this.server.forceShutdown();
-          resolve();
-        }, Math.max(0, deadline - Date.now()));
-        this.server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      const cut = setTimeout(() => {
+        this.log.warn('streams still open at the deadline; cutting them');
+        this.server.forceShutdown();
+      }, Math.max(0, deadline - Date.now() - 1000));
+      await listenerClosed;
+      clearTimeout(cut);
+      await this.presence.settle();
+      // One statement records every stream this hub held as offline, whatever the per-session
+      // writes managed; agents already attached to another hub are not touched.
+      await this.presence.markHeldAgentsOffline();
       await this.orm.close();
       await this.db.stop();
       this.log.info('hub stopped');
@@ -112,4 +112,3 @@ async function openRepository(root: string): Promise<Repository> {
   return existsSync(root) ? Repository.open(root) : Repository.create(root);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -37,8 +37,11 @@ export class Presence {
     return this.orm.em.getConnection();
   }
 
-  /** Marks this hub's sessions from a previous run offline: their streams died with it. */
-  async recoverAfterRestart(): Promise<number> {
+  /**
+   * Marks every agent this hub holds offline: at start for sessions of a previous run (their
+   * streams died with it), and as the last step of a graceful stop.
+   */
+  async markHeldAgentsOffline(): Promise<number> {
     const rows = await this.conn.execute<{ id: string }[]>(
       'update agents set online = false, connected_hub = null where online and connected_hub = ? returning id',
       [this.opts.hubId],

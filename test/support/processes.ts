@@ -94,12 +94,17 @@ export function hubEnv(o: HubProcOptions): NodeJS.ProcessEnv {
 
 export async function startHub(o: HubProcOptions, name = 'hub'): Promise<Proc> {
   const p = new Proc(name, spawn(process.execPath, [HUB_BIN, 'serve'], { env: hubEnv(o), stdio: ['ignore', 'pipe', 'pipe'] }), o.echo);
-  await Promise.race([
-    p.waitForMsg('hub started', 60_000),
-    p.exited.then((e) => {
-      throw new Error(`${name} exited (${e.code ?? e.signal}) before it started: ${p.stderr.join('')}`);
-    }),
-  ]);
+  try {
+    await Promise.race([
+      p.waitForMsg('hub started', 60_000),
+      p.exited.then((e) => {
+        throw new Error(`${name} exited (${e.code ?? e.signal}) before it started: ${p.stderr.join('')}`);
+      }),
+    ]);
+  } catch (err) {
+    await p.kill('SIGKILL');
+    throw err;
+  }
   return p;
 }
 
