@@ -5,7 +5,9 @@
  * with a HelloAck. No session, no database: what is left is gRPC, HTTP/2 and TLS.
  *
  * Input: BENCH_PEER_TLS = JSON {caPem, certChainPem, keyPem}. Prints {"port": N} when
- * listening, and {"connections": N, "streams": N} when told to stop with SIGTERM.
+ * listening, and {"clientCerts": N, "streams": N} (distinct client certificates and streams
+ * so far) on SIGUSR2. A TLS connection carries one client certificate, so when every agent
+ * connects once, distinct certificates count distinct connections. Stops on SIGTERM, or when its stdin closes.
  */
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { hubServerCredentials } from '../../hub/grpc/credentials.js';
@@ -15,7 +17,7 @@ import { serverKeepalive } from '../../shared/grpc-options.js';
 const tls = JSON.parse(process.env.BENCH_PEER_TLS ?? 'null') as { caPem: string; certChainPem: string; keyPem: string } | null;
 if (!tls) throw new Error('BENCH_PEER_TLS is not set');
 
-const peers = new Set<string>();
+const clientCerts = new Set<string>();
 let streams = 0;
 
 const server = new Server(serverKeepalive);
@@ -23,7 +25,8 @@ server.addService(AgentServiceService, {
   enroll: (_call: unknown, cb: (err: Error) => void) => cb(new Error('not served by the bare peer')),
   connect(call: ServerDuplexStream<ConnectRequest, ConnectResponse>) {
     streams += 1;
-    peers.add(call.getPeer());
+    const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
+    if (typeof cn === 'string') clientCerts.add(cn);
     call.once('data', (req: ConnectRequest) => {
       if (req.frame?.$case !== 'hello') return call.end();
       call.write({ frame: { $case: 'helloAck', value: { hubId: 'bare-peer', sessionEpoch: 1, heartbeatIntervalMs: 10_000 } } });
@@ -39,8 +42,10 @@ server.bindAsync('127.0.0.1:0', creds, (err, port) => {
   process.stdout.write(`${JSON.stringify({ port })}\n`);
 });
 
+// stdin is a pipe from the benchmark: when it closes, the benchmark is gone, and so is this server.
+process.stdin.resume().on('end', () => process.exit(0));
+process.on('SIGUSR2', () => process.stdout.write(`${JSON.stringify({ clientCerts: clientCerts.size, streams })}\n`));
 process.once('SIGTERM', () => {
-  process.stdout.write(`${JSON.stringify({ connections: peers.size, streams })}\n`);
   server.forceShutdown();
   process.exit(0);
 });

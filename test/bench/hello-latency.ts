@@ -1,11 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import type { AgentCredentials } from '../../agent/state.js';
-import { CertificateAuthority } from '../../hub/pki/ca.js';
-import { HUB_TLS_NAME } from '../../shared/grpc-options.js';
-import { query } from '../support/database.js';
-import type { Proc } from '../support/processes.js';
-import { ROOT } from '../support/processes.js';
+import type { BareHelloPeer } from './bare-hello-peer.js';
+import type { BenchHub } from './hub-process.js';
 import { SimulatedAgent } from './simulated-agents.js';
 
 export interface LatencyStats {
@@ -34,66 +29,34 @@ export function summarize(samples: number[]): LatencyStats {
 
 /**
  * One agent's connect as the real agent code does it, timed from creating the client (its
- * channel and TLS context) to the HelloAck, then closed. Each agent has its own credentials
- * and so its own subchannel: every connect is a fresh TCP and TLS handshake.
+ * channel and TLS context) to the HelloAck, then closed. Every client has its own TLS
+ * context, which grpc-js never shares a subchannel across: each connect is a fresh TCP and
+ * TLS handshake.
  */
-async function timeOneConnect(creds: AgentCredentials, address: string): Promise<number> {
+async function timeOneConnect(creds: AgentCredentials, address: string): Promise<{ total: number; client: number }> {
   const t0 = performance.now();
   const agent = new SimulatedAgent(creds, address);
+  const client = performance.now() - t0;
   try {
     await agent.connect(10_000);
-    return performance.now() - t0;
+    return { total: performance.now() - t0, client };
   } finally {
     await agent.stop();
-  }
-}
-
-/** A bare grpc-js Hello server in its own process, trusting the hub's CA; see bare-hello-server.ts. */
-export class BareHelloServer {
-  private constructor(
-    readonly child: ChildProcess,
-    readonly port: number,
-    private readonly pending: { waiters: ((line: string) => void)[] },
-  ) {}
-
-  static async start(databaseUrl: string): Promise<BareHelloServer> {
-    const [row] = await query<{ cert_pem: string; key_pem: string }>(databaseUrl, 'select cert_pem, key_pem from ca_material where id = 1');
-    const ca = await CertificateAuthority.load(row!.cert_pem, row!.key_pem);
-    const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, 'localhost', '127.0.0.1']);
-    const child = spawn(process.execPath, [join(ROOT, 'dist/test/bench/bare-hello-server.js')], {
-      env: { ...process.env, BENCH_PEER_TLS: JSON.stringify({ caPem: ca.certPem, certChainPem, keyPem }) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const pending: { waiters: ((line: string) => void)[] } = { waiters: [] };
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        pending.waiters.shift()?.(line);
-      }
-    });
-    const first = await new Promise<string>((resolve, reject) => {
-      pending.waiters.push(resolve);
-      child.once('exit', (code) => reject(new Error(`bare Hello server exited (${code}) before listening`)));
-    });
-    return new BareHelloServer(child, (JSON.parse(first) as { port: number }).port, pending);
-  }
-
-  /** Stops the server and returns how many TLS connections and streams it served. */
-  async stop(): Promise<{ connections: number; streams: number }> {
-    const last = new Promise<string>((resolve) => this.pending.waiters.push(resolve));
-    this.child.kill('SIGTERM');
-    return JSON.parse(await last) as { connections: number; streams: number };
   }
 }
 
 export interface HelloLatencyResult {
   hub: LatencyStats;
   peer: LatencyStats;
-  /** Distinct client addresses each server saw: equal to the connects when every one was a fresh connection. */
+  /** Backhaul minus peer, per interleaved pair: the hub's own share above the transport floor. */
+  paired: LatencyStats;
+  /** Of each connect, the part spent creating the client (TLS context, channel) in the agent. */
+  clientSetupP50: number;
+  /**
+   * Distinct agents each server accepted a stream from. A TLS connection carries one client
+   * certificate (and the hub checks Hello's agent id against it), so with one connect per
+   * agent, this equals the connects only if no connection was reused.
+   */
   hubConnections: number;
   peerConnections: number;
   connects: number;
@@ -105,39 +68,48 @@ export interface HelloLatencyResult {
  * `warmup` of each are not counted. Each connect uses a different enrolled agent.
  */
 export async function measureHelloLatency(o: {
-  hub: Proc;
+  hub: BenchHub;
   hubAddress: string;
-  databaseUrl: string;
+  peer: BareHelloPeer;
   agents: AgentCredentials[];
   count: number;
   warmup: number;
 }): Promise<HelloLatencyResult> {
   const total = o.count + o.warmup;
   if (o.agents.length < total) throw new Error(`need ${total} enrolled agents, have ${o.agents.length}`);
-  const peer = await BareHelloServer.start(o.databaseUrl);
   const hubMs: number[] = [];
   const peerMs: number[] = [];
-  const connectedBefore = o.hub.count('agent connected');
-  let peerServed: { connections: number; streams: number };
-  try {
-    const peerAddress = `127.0.0.1:${peer.port}`;
-    for (let i = 0; i < total; i++) {
-      const creds = o.agents[i]!;
-      const hubFirst = i % 2 === 0;
-      const a = await timeOneConnect(creds, hubFirst ? o.hubAddress : peerAddress);
-      const b = await timeOneConnect(creds, hubFirst ? peerAddress : o.hubAddress);
-      if (i < o.warmup) continue;
-      hubMs.push(hubFirst ? a : b);
-      peerMs.push(hubFirst ? b : a);
-    }
-  } finally {
-    peerServed = await peer.stop();
+  const clientMs: number[] = [];
+  const connectedBefore = o.hub.lines().filter((l) => l.msg === 'agent connected').length;
+  const peerBefore = await o.peer.served();
+  const peerAddress = o.peer.address;
+  for (let i = 0; i < total; i++) {
+    const creds = o.agents[i]!;
+    const hubFirst = i % 2 === 0;
+    const a = await timeOneConnect(creds, hubFirst ? o.hubAddress : peerAddress);
+    const b = await timeOneConnect(creds, hubFirst ? peerAddress : o.hubAddress);
+    if (i < o.warmup) continue;
+    hubMs.push((hubFirst ? a : b).total);
+    peerMs.push((hubFirst ? b : a).total);
+    clientMs.push(a.client, b.client);
   }
-  const hubPeers = new Set(
-    o.hub.lines
-      .filter((l) => l.msg === 'agent connected')
-      .slice(connectedBefore)
-      .map((l) => l.peer),
-  );
-  return { hub: summarize(hubMs), peer: summarize(peerMs), hubConnections: hubPeers.size, peerConnections: peerServed.connections, connects: total };
+  const peerAfter = await o.peer.served();
+  // The hub logs asynchronously: give its last lines a moment to reach the file.
+  const connectedLines = async () => {
+    for (let tries = 0; ; tries++) {
+      const lines = o.hub.lines().filter((l) => l.msg === 'agent connected').slice(connectedBefore);
+      if (lines.length >= total || tries >= 30) return lines;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const hubAgents = new Set((await connectedLines()).map((l) => l.agent_id));
+  return {
+    hub: summarize(hubMs),
+    peer: summarize(peerMs),
+    paired: summarize(hubMs.map((h, i) => h - peerMs[i]!)),
+    clientSetupP50: percentile(clientMs, 50),
+    hubConnections: hubAgents.size,
+    peerConnections: peerAfter.clientCerts - peerBefore.clientCerts,
+    connects: total,
+  };
 }

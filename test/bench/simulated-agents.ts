@@ -10,7 +10,7 @@ import type { Logger } from '../../shared/logger.js';
  * HelloAck names, acknowledge commands, reconnect with backoff. Each has its own client
  * certificate, so each gets its own channel and its own TLS connection.
  */
-const simLog: Logger = pino({ level: process.env.BENCH_AGENT_LOG_LEVEL ?? 'warn', base: { component: 'bench-agent' } }, pino.destination(2));
+const simLog: Logger = pino({ level: process.env.BENCH_AGENT_LOG_LEVEL ?? 'error', base: { component: 'bench-agent' } }, pino.destination(2));
 
 /** Agent defaults (agent/config.ts), so reconnects behave as in the field. */
 const CONNECTION_DEFAULTS = { maxConcurrentJobs: 2, drivers: [] as string[], reconnectBaseMs: 500, reconnectCapMs: 30_000 };
@@ -19,8 +19,6 @@ export class SimulatedAgent {
   readonly connection: HubConnection;
   /** Times HelloAck arrived; more than one means the agent had to reconnect. */
   connects = 0;
-  disconnects = 0;
-  lastDisconnect: { code: number | null; details: string } | null = null;
 
   constructor(
     readonly credentials: AgentCredentials,
@@ -28,10 +26,6 @@ export class SimulatedAgent {
   ) {
     this.connection = new HubConnection(credentials, { ...CONNECTION_DEFAULTS, hub: hubAddress, inventory: async () => [] }, simLog);
     this.connection.on('connected', () => (this.connects += 1));
-    this.connection.on('disconnected', (o: { code: number | null; details: string }) => {
-      this.disconnects += 1;
-      this.lastDisconnect = o;
-    });
   }
 
   /** Starts the stream and resolves at HelloAck; rejects if the first attempt fails or times out. */
@@ -59,7 +53,7 @@ export class SimulatedAgent {
   }
 }
 
-/** Many simulated agents against one hub. */
+/** Many simulated agents against one server (the hub, or the bare peer). */
 export class SimulatedFleet {
   readonly agents: SimulatedAgent[];
 
@@ -81,17 +75,6 @@ export class SimulatedFleet {
   /** HelloAcks beyond the first of each agent: reconnects after a lost stream. */
   get reconnects(): number {
     return this.agents.reduce((n, a) => n + Math.max(0, a.connects - 1), 0);
-  }
-
-  /** Disconnect reasons seen so far, counted by gRPC status code and details. */
-  disconnectReasons(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const a of this.agents) {
-      if (!a.lastDisconnect) continue;
-      const key = `${a.lastDisconnect.code}: ${a.lastDisconnect.details}`;
-      out.set(key, (out.get(key) ?? 0) + 1);
-    }
-    return out;
   }
 
   async stopAll(): Promise<void> {
