@@ -6,6 +6,8 @@ const targetSchema = z.object({
   name: z.string().min(1),
   driver: z.enum(['file', 'qemu']),
   disks: z.array(z.object({ name: z.string().min(1), path: z.string().min(1) })).min(1),
+  /** Driver options, e.g. {"qmpSocket": "/run/qemu/vm1.qmp"} for qemu; they stay on this host. */
+  options: z.record(z.string(), z.string()).optional(),
 });
 
 export type TargetConfig = z.infer<typeof targetSchema>;
@@ -19,7 +21,7 @@ export const AGENT_SETTINGS = {
   },
   hub: { env: 'BACKHAUL_AGENT_HUB', schema: z.string().optional(), doc: 'Hub address host:port; defaults to the one used at enrollment.' },
   maxConcurrentJobs: { env: 'BACKHAUL_AGENT_MAX_JOBS', schema: z.coerce.number().int().min(1).max(64).default(2), doc: 'Jobs this agent runs at once (told to the hub).' },
-  targets: { env: 'BACKHAUL_AGENT_TARGETS', schema: z.array(targetSchema).default([]), doc: 'Protectable targets: [{id, name, driver, disks: [{name, path}]}] (JSON).' },
+  targets: { env: 'BACKHAUL_AGENT_TARGETS', schema: z.array(targetSchema).default([]), doc: 'Protectable targets: [{id, name, driver, disks: [{name, path}], options?}] (JSON).' },
   reconnectBaseMs: { env: 'BACKHAUL_AGENT_RECONNECT_BASE_MS', schema: z.coerce.number().int().positive().default(500), doc: 'First reconnect delay ceiling.' },
   reconnectCapMs: { env: 'BACKHAUL_AGENT_RECONNECT_CAP_MS', schema: z.coerce.number().int().positive().default(30_000), doc: 'Largest reconnect delay.' },
   logLevel: { env: 'LOG_LEVEL', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'), doc: 'pino log level.' },

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { Backoff } from '../shared/backoff.js';
-import type { AgentServiceClient, Command, CommandAck, ConnectRequest, ConnectResponse, Target } from '../shared/gen/backhaul/v1/agent.js';
+import type { AgentServiceClient, Command, CommandAck, ConnectRequest, ConnectResponse, EventAck, HeldJob, JobEvent, Target } from '../shared/gen/backhaul/v1/agent.js';
 import type { Logger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { hubClient } from './hub-client.js';
@@ -16,6 +16,16 @@ export interface ConnectionOptions {
   reconnectCapMs: number;
   /** Rescans the targets; called for every Hello and on RefreshInventory. */
   inventory: () => Promise<Target[]>;
+  /** Runs jobs; absent in tools that only hold a session (the simulated agents of the bench). */
+  jobs?: JobRunnerPort;
+}
+
+/** What the connection needs of the job runner. */
+export interface JobRunnerPort {
+  held(): Promise<HeldJob[]>;
+  replay(): Promise<void>;
+  accept(cmd: Command): CommandAck;
+  onEventAck(ack: EventAck): Promise<void>;
 }
 
 interface StreamOutcome {
@@ -97,8 +107,18 @@ export class HubConnection extends EventEmitter {
   }
 
   /** One stream, from dial to its end. */
+  /** Sends a job event if a session is up; false otherwise (the runner keeps final reports on disk). */
+  sendEvent(ev: JobEvent): boolean {
+    if (!this.call || !this.connected) return false;
+    this.call.write({ frame: { $case: 'jobEvent', value: ev } });
+    return true;
+  }
+
+  private connected = false;
+
   private async session(): Promise<StreamOutcome> {
     const inventory = await this.opts.inventory();
+    const heldJobs = (await this.opts.jobs?.held()) ?? [];
     return new Promise<StreamOutcome>((resolve) => {
       const outcome: StreamOutcome = { connected: false, code: null, details: '', drainAfterMs: null };
       let heartbeat: NodeJS.Timeout | null = null;
@@ -107,6 +127,7 @@ export class HubConnection extends EventEmitter {
         if (done) return;
         done = true;
         if (heartbeat) clearInterval(heartbeat);
+        this.connected = false;
         outcome.code = code;
         outcome.details = details;
         this.call = null;
@@ -124,13 +145,16 @@ export class HubConnection extends EventEmitter {
               call.write({ frame: { $case: 'heartbeat', value: { sentAt: new Date(), runningJobs: 0 } } });
             }, f.value.heartbeatIntervalMs);
             this.log.info({ hub_id: f.value.hubId, epoch: f.value.sessionEpoch, heartbeat_ms: f.value.heartbeatIntervalMs }, 'connected to hub');
+            this.connected = true;
             this.emit('connected', f.value.sessionEpoch);
+            this.opts.jobs?.replay().catch((err: unknown) => this.log.error({ err }, 'cannot replay final reports'));
             return;
           case 'command':
             this.onCommand(call, f.value).catch((err: unknown) => this.log.error({ err, command_id: f.value.commandId }, 'command failed'));
             return;
           case 'eventAck':
             this.log.debug({ seq: f.value.seq, disposition: f.value.disposition }, 'event acknowledged');
+            this.opts.jobs?.onEventAck(f.value).catch((err: unknown) => this.log.error({ err, seq: f.value.seq }, 'cannot settle an acknowledged report'));
             return;
           case 'drain':
             outcome.drainAfterMs = f.value.reconnectAfterMs;
@@ -150,8 +174,7 @@ export class HubConnection extends EventEmitter {
             hostname: hostname(),
             capabilities: { drivers: this.opts.drivers, maxConcurrentJobs: this.opts.maxConcurrentJobs },
             inventory,
-            // The job engine arrives with the data plane; until then this agent holds no jobs.
-            heldJobs: [],
+            heldJobs,
           },
         },
       });
@@ -174,8 +197,10 @@ export class HubConnection extends EventEmitter {
         return { commandId: cmd.commandId, accepted: true, errorCode: '', message: `${inventory.length} targets` };
       }
       case 'abortJob':
-        // No job runs on this agent yet, so there is nothing to stop or clean up.
-        return { commandId: cmd.commandId, accepted: true, errorCode: '', message: `job ${kind.value.jobId} is not held by this agent` };
+      case 'startBackup':
+      case 'startRestore':
+        if (!this.opts.jobs) return { commandId: cmd.commandId, accepted: false, errorCode: 'NO_JOB_RUNNER', message: 'this agent runs no jobs' };
+        return this.opts.jobs.accept(cmd);
       default:
         return { commandId: cmd.commandId, accepted: false, errorCode: 'UNSUPPORTED_COMMAND', message: 'this agent version does not know the command' };
     }

@@ -5,12 +5,13 @@ import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { AGENT_SETTINGS, loadAgentConfig } from './config.js';
 import { HubConnection } from './connection.js';
+import { DataClient } from './data-client.js';
+import { createDrivers } from './drivers/index.js';
+import { JobRunner } from './jobs/job-runner.js';
 import { enroll, EnrollError } from './enroll.js';
 import { scanInventory } from './inventory.js';
 import { loadCredentials, NotEnrolledError } from './state.js';
 
-/** Drivers this build can run. The data-plane work adds `file` and `qemu` here as they land. */
-const AVAILABLE_DRIVERS: string[] = [];
 
 /** Exit codes, stable for scripts: 0 ok, 1 error, 2 bad arguments or config, 3 hub unreachable, 4 refused or CA mismatch. */
 const EXIT = { ERROR: 1, USAGE: 2, UNREACHABLE: 3, REFUSED: 4 } as const;
@@ -44,22 +45,33 @@ program
     const cfg = loadAgentConfig(program.opts().config);
     const log = createLogger('agent', cfg.logLevel);
     const creds = await loadCredentials(cfg.stateDir);
-    const conn = new HubConnection(
+    const hub = cfg.hub ?? creds.identity.hub;
+    const drivers = createDrivers({ runtimeDir: process.env.RUNTIME_DIRECTORY });
+    const data = new DataClient(hub, creds);
+    let conn: HubConnection | null = null;
+    const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
+    await jobs.init();
+    conn = new HubConnection(
       creds,
       {
-        hub: cfg.hub ?? creds.identity.hub,
+        hub,
         maxConcurrentJobs: cfg.maxConcurrentJobs,
-        drivers: AVAILABLE_DRIVERS,
+        drivers: [...drivers.keys()],
         reconnectBaseMs: cfg.reconnectBaseMs,
         reconnectCapMs: cfg.reconnectCapMs,
         inventory: () => scanInventory(cfg.targets, log),
+        jobs,
       },
       log,
     );
     conn.start();
     const stop = (sig: string) => {
       log.info({ signal: sig }, 'stopping');
-      conn.stop().then(() => process.exit(0), () => process.exit(1));
+      jobs
+        .stop()
+        .then(() => conn!.stop())
+        .then(() => data.close())
+        .then(() => process.exit(0), () => process.exit(1));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

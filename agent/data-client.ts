@@ -1,0 +1,134 @@
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { DataServiceClient, type DownloadChunksResponse, type UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
+import { clientKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
+import type { AgentCredentials } from './state.js';
+
+const MAX_MESSAGE = 64 * 1024 * 1024;
+
+export class DataPlaneError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly grpcCode?: number,
+  ) {
+    super(message);
+    this.name = 'DataPlaneError';
+  }
+}
+
+function wrap(err: ServiceError): DataPlaneError {
+  const code = err.metadata?.get('backhaul-error-code')[0]?.toString() ?? 'DATA_PLANE_ERROR';
+  return new DataPlaneError(code, err.details || err.message, err.code);
+}
+
+/** An agent's client for the hub's DataService, on a channel of its own (never the control stream's). */
+export class DataClient {
+  private readonly client: DataServiceClient;
+
+  constructor(hub: string, creds: AgentCredentials) {
+    this.client = new DataServiceClient(hub, credentials.createSsl(Buffer.from(creds.caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem)), {
+      ...clientKeepalive,
+      'grpc.ssl_target_name_override': HUB_TLS_NAME,
+      'grpc.default_authority': HUB_TLS_NAME,
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.max_send_message_length': MAX_MESSAGE,
+      // A separate channel from the control stream's client, so bulk data never queues behind it.
+      'grpc.use_local_subchannel_pool': 1,
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  missingChunks(jobId: string, digests: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => this.client.missingChunks({ jobId, digests }, (err, res) => (err ? reject(wrap(err)) : resolve(res.digests))));
+  }
+
+  putIndex(jobId: string, diskName: string, diskSize: number, digests: Buffer): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.client.putIndex({ jobId, diskName, diskSize, digests }, (err, res) => (err ? reject(wrap(err)) : resolve(res.missingChunks))),
+    );
+  }
+
+  getIndex(jobId: string, backupId: string, diskName: string): Promise<{ diskSize: number; chunkSize: number; digests: Buffer }> {
+    return new Promise((resolve, reject) => this.client.getIndex({ jobId, backupId, diskName }, (err, res) => (err ? reject(wrap(err)) : resolve(res))));
+  }
+
+  /**
+   * One upload stream for a job. `send` resolves when the hub has stored that chunk; the
+   * stream's own flow control holds the sender back when the hub is slower.
+   */
+  openUpload(jobId: string): ChunkUpload {
+    return new ChunkUpload(this.client, jobId);
+  }
+
+  /** Streams chunks in the order asked; each is passed to `onChunk` before the next is taken. */
+  async download(jobId: string, digests: Buffer, onChunk: (digest: Buffer, data: Buffer) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    const call = this.client.downloadChunks({ jobId, digests });
+    const abort = () => call.cancel();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      for await (const msg of call as AsyncIterable<DownloadChunksResponse>) {
+        await onChunk(msg.digest, msg.data);
+      }
+    } catch (err) {
+      if (signal?.aborted) throw new DataPlaneError('CANCELLED', 'the download was cancelled');
+      throw (err as ServiceError).code !== undefined ? wrap(err as ServiceError) : err;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+}
+
+export class ChunkUpload {
+  private readonly call;
+  private readonly waiting = new Map<string, { resolve: (created: boolean) => void; reject: (err: Error) => void }[]>();
+  private failure: DataPlaneError | null = null;
+  private readonly finished: Promise<void>;
+
+  constructor(client: DataServiceClient, private readonly jobId: string) {
+    this.call = client.uploadChunks();
+    this.call.on('data', (r: UploadChunksResponse) => {
+      const key = r.digest.toString('hex');
+      const q = this.waiting.get(key);
+      const w = q?.shift();
+      if (q && q.length === 0) this.waiting.delete(key);
+      w?.resolve(r.created);
+    });
+    this.finished = new Promise((resolve) => {
+      this.call.on('error', (err: ServiceError) => {
+        this.failure = wrap(err);
+        for (const q of this.waiting.values()) for (const w of q) w.reject(this.failure);
+        this.waiting.clear();
+        resolve();
+      });
+      this.call.on('end', () => resolve());
+    });
+  }
+
+  /** Sends one zstd-compressed chunk; resolves with whether the hub created it. */
+  async send(digest: Buffer, zstd: Buffer, plaintextLength: number): Promise<boolean> {
+    if (this.failure) throw this.failure;
+    const key = digest.toString('hex');
+    const done = new Promise<boolean>((resolve, reject) => {
+      const q = this.waiting.get(key) ?? [];
+      q.push({ resolve, reject });
+      this.waiting.set(key, q);
+    });
+    if (!this.call.write({ jobId: this.jobId, digest, data: zstd, plaintextLength })) {
+      await new Promise<void>((r) => this.call.once('drain', () => r()));
+    }
+    return done;
+  }
+
+  async close(): Promise<void> {
+    this.call.end();
+    await this.finished;
+    if (this.failure) throw this.failure;
+  }
+
+  cancel(): void {
+    this.call.cancel();
+  }
+}

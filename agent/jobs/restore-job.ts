@@ -1,0 +1,149 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { CHUNK_SIZE, chunkCount, chunkLength } from '../../shared/chunk/geometry.js';
+import { DIGEST_BYTES } from '../../shared/chunk/digest.js';
+import { ImageFormat, type DiskResult, type RestoreDisk } from '../../shared/gen/backhaul/v1/agent.js';
+import type { DataClient } from '../data-client.js';
+
+const run = promisify(execFile);
+/** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
+const BATCH = 64;
+const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
+
+export class RestoreError extends Error {
+  constructor(
+    readonly code: 'DESTINATION_EXISTS' | 'DESTINATION_INVALID' | 'DATA_LOSS' | 'CONVERT_FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RestoreError';
+  }
+}
+
+export interface RestoreProgress {
+  bytesTotal: number;
+  bytesDone: number;
+  bytesTransferred: number;
+  bytesZero: number;
+}
+
+/**
+ * Writes one disk of a backup. Chunks arrive in disk order, each verified against its digest
+ * before it is written; all-zero chunks of a new file stay holes. The SHA-256 of the whole
+ * image is computed on the way, in order, and returned.
+ */
+export async function restoreDisk(
+  data: DataClient,
+  jobId: string,
+  backupId: string,
+  disk: RestoreDisk,
+  progress: (delta: Partial<RestoreProgress>) => void,
+  signal: AbortSignal,
+): Promise<DiskResult> {
+  const index = await data.getIndex(jobId, backupId, disk.diskName);
+  if (index.chunkSize !== CHUNK_SIZE) throw new RestoreError('DESTINATION_INVALID', `unsupported chunk size ${index.chunkSize}`);
+  const qcow2 = disk.format === ImageFormat.IMAGE_FORMAT_QCOW2;
+  // A qcow2 image is written raw first and converted: qemu-img keeps the holes.
+  const rawPath = qcow2 ? `${disk.destinationPath}.bh-${jobId}.raw` : disk.destinationPath;
+  if (qcow2 && !disk.create) throw new RestoreError('DESTINATION_INVALID', 'a qcow2 restore always creates a new image');
+  const { fh, fresh } = await openDestination(rawPath, disk.create || qcow2, index.diskSize);
+  const image = createHash('sha256');
+  const count = chunkCount(index.diskSize);
+  try {
+    for (let first = 0; first < count; first += BATCH) {
+      if (signal.aborted) throw new RestoreError('DESTINATION_INVALID', 'cancelled');
+      const last = Math.min(count, first + BATCH);
+      const wanted: Buffer[] = [];
+      for (let i = first; i < last; i++) {
+        const d = index.digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+        if (!d.equals(ZERO_DIGEST)) wanted.push(d);
+      }
+      // Walk the chunks in order: zero chunks in between are handled as the cursor reaches them,
+      // and each downloaded chunk is checked and written before the next is taken off the stream.
+      let i = first;
+      const digestAt = (k: number) => index.digests.subarray(k * DIGEST_BYTES, (k + 1) * DIGEST_BYTES);
+      const passZeros = async () => {
+        for (; i < last && digestAt(i).equals(ZERO_DIGEST); i++) {
+          const len = chunkLength(index.diskSize, i);
+          const zeros = Buffer.alloc(len);
+          image.update(zeros);
+          // A fresh, truncated file already reads zeros here: leave a hole.
+          if (!fresh) await writeAll(fh, zeros, i * CHUNK_SIZE);
+          progress({ bytesDone: len, bytesZero: len });
+        }
+      };
+      await passZeros();
+      if (wanted.length > 0) {
+        await data.download(
+          jobId,
+          Buffer.concat(wanted),
+          async (digest, chunk) => {
+            await passZeros();
+            const d = digestAt(i);
+            const len = chunkLength(index.diskSize, i);
+            if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
+            if (chunk.length !== len || !createHash('sha256').update(chunk).digest().equals(d)) {
+              throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) does not match its digest`);
+            }
+            image.update(chunk);
+            await writeAll(fh, chunk, i * CHUNK_SIZE);
+            progress({ bytesDone: len, bytesTransferred: len });
+            i++;
+            await passZeros();
+          },
+          signal,
+        );
+      }
+      await passZeros();
+      if (i !== last) throw new RestoreError('DATA_LOSS', `the hub sent chunks up to ${i}, not ${last}`);
+    }
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    if (fresh) await rm(rawPath, { force: true });
+    throw err;
+  }
+  await fh.close();
+  if (qcow2) {
+    try {
+      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawPath, disk.destinationPath]);
+    } catch (err) {
+      throw new RestoreError('CONVERT_FAILED', `qemu-img convert failed: ${(err as Error).message}`);
+    } finally {
+      await rm(rawPath, { force: true });
+    }
+  }
+  return { diskName: disk.diskName, sizeBytes: index.diskSize, nextBitmap: '', fullReadReason: '', sha256: image.digest('hex') };
+}
+
+/** Opens the destination: a new file (refusing to overwrite), an existing file, or a block device of sufficient size. */
+async function openDestination(path: string, create: boolean, size: number): Promise<{ fh: FileHandle; fresh: boolean }> {
+  if (create) {
+    const fh = await open(path, 'wx', 0o600).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EEXIST') throw new RestoreError('DESTINATION_EXISTS', `${path} exists; restore to a new path or allow overwriting`);
+      throw new RestoreError('DESTINATION_INVALID', `cannot create ${path}: ${err.message}`);
+    });
+    await fh.truncate(size);
+    return { fh, fresh: true };
+  }
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new RestoreError('DESTINATION_INVALID', `cannot use ${path}: ${err.message}`);
+  });
+  const fh = await open(path, 'r+');
+  if (st.isFile()) await fh.truncate(size);
+  else if (!st.isBlockDevice()) {
+    await fh.close();
+    throw new RestoreError('DESTINATION_INVALID', `${path} is neither a file nor a block device`);
+  }
+  return { fh, fresh: false };
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}

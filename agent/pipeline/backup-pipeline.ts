@@ -1,0 +1,447 @@
+import { setMaxListeners } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { DIGEST_BYTES, DigestList } from '../../shared/chunk/digest.js';
+import { CHUNK_SIZE, chunkCount, chunkLength } from '../../shared/chunk/geometry.js';
+import type { DiskView } from '../drivers/driver.js';
+import { ChunkDeduper } from './chunk-dedupe.js';
+import { planChunks } from './chunk-plan.js';
+import type { ChunkSink } from './chunk-sink.js';
+import type { BufferRange } from './chunk-worker-protocol.js';
+import { ChunkWorkerPool } from './chunk-workers.js';
+import { abortedError, isPipelineError, messageOf, PipelineError } from './pipeline-error.js';
+import { Slots } from './slots.js';
+import { ProgressTracker, type PipelineProgress, type TransferCounters } from './transfer-progress.js';
+
+/** One disk to back up. */
+export interface DiskInput {
+  view: DiskView;
+  /**
+   * The parent backup's digests of this disk (the zero marker for zero chunks), or null for a
+   * full backup. Used only where the view also knows its changed extents and the sizes match.
+   */
+  parentDigests: DigestList | null;
+}
+
+export interface BackupPipelineOptions {
+  /** The snapshot's disks, backed up one after the other in this order. */
+  disks: DiskInput[];
+  sink: ChunkSink;
+  /** Cancels the run: no new reads, work in flight is dropped, the result rejects with ABORTED. */
+  signal?: AbortSignal;
+  /** Called at most once per progressIntervalMs while running, and once more (done: true) at the end. */
+  onProgress?: (progress: PipelineProgress) => void;
+  /** Default 1000 ms. */
+  progressIntervalMs?: number;
+  /** The memory bound: chunks (4 MiB each) held at once, from read to upload. Default 12. */
+  maxChunksInFlight?: number;
+  /** Consecutive chunks to read in one call to DiskView.read. Default 2. */
+  maxReadChunks?: number;
+  /** Source reads outstanding at once. Default 2. */
+  readConcurrency?: number;
+  /** Digests per ChunkSink.missing call. Default 256. */
+  maxMissingBatch?: number;
+  /** zstd level. Default 3 (zstd's default). */
+  compressionLevel?: number;
+  /** A pool shared with other runs; it is left open. Without one the run makes its own and closes it. */
+  pool?: ChunkWorkerPool;
+  /** Threads of the run's own pool. Default os.availableParallelism(). */
+  workers?: number;
+}
+
+export interface DiskBackupResult {
+  name: string;
+  sizeBytes: number;
+  /** One digest per chunk in disk order, 32 zero bytes for a zero chunk: what the index takes. */
+  digests: DigestList;
+  counters: TransferCounters;
+  /** The view's reason for reading everything although a parent was given, for the job log. */
+  fullReadReason: string | null;
+}
+
+export interface BackupPipelineResult {
+  disks: DiskBackupResult[];
+  /** The final progress (done: true). */
+  progress: PipelineProgress;
+}
+
+export interface BackupRun {
+  /** Resolves when every chunk of every disk is zero, reused, or stored by the sink. */
+  readonly result: Promise<BackupPipelineResult>;
+  /** The progress right now (the on-demand report). */
+  progress(): PipelineProgress;
+}
+
+/**
+ * Backs up one target's disks: per 4 MiB chunk, as the chunk plan decides, record it as zero,
+ * reuse the parent's digest, or read it; hash what was read and drop all-zero chunks (workers);
+ * ask the sink which digests the hub lacks (batched); compress those (workers) and upload them.
+ * Starts at once; see BackupRun.
+ */
+export function startBackup(options: BackupPipelineOptions): BackupRun {
+  return new BackupPipelineRun(options);
+}
+
+/** startBackup(options).result */
+export function runBackup(options: BackupPipelineOptions): Promise<BackupPipelineResult> {
+  return startBackup(options).result;
+}
+
+const PLAN_ZERO = 0;
+const PLAN_REUSE = 1;
+const PLAN_READ = 2;
+
+/** One disk's chunk plan, compacted to a byte per chunk (a 2 TiB disk: 512 KiB). */
+interface DiskPlan {
+  index: number;
+  view: DiskView;
+  size: number;
+  count: number;
+  kinds: Uint8Array;
+  /** The result, filled as chunks are decided; reused digests are written when planning. */
+  digests: DigestList;
+}
+
+interface Settings {
+  progressIntervalMs: number;
+  maxChunksInFlight: number;
+  maxReadChunks: number;
+  readConcurrency: number;
+  maxMissingBatch: number;
+  compressionLevel: number;
+}
+
+class BackupPipelineRun implements BackupRun {
+  readonly result: Promise<BackupPipelineResult>;
+  private readonly settings: Settings;
+  private readonly tracker: ProgressTracker;
+  /** Aborted on the first failure (including the caller's cancel): everything stops on it. */
+  private readonly stop = new AbortController();
+  private readonly chunkSlots: Slots;
+  private readonly readSlots: Slots;
+  private readonly deduper: ChunkDeduper;
+  private readonly tasks = new Set<Promise<void>>();
+  private pool: ChunkWorkerPool | null = null;
+  private failure: Error | null = null;
+
+  constructor(private readonly options: BackupPipelineOptions) {
+    this.settings = validate(options);
+    const poolThreads = options.pool?.size ?? options.workers ?? availableParallelism();
+    this.tracker = new ProgressTracker(
+      options.disks.map((d) => ({ bytesTotal: d.view.sizeBytes, chunksTotal: chunkCount(d.view.sizeBytes) })),
+      poolThreads,
+      options.sink.hubBusyMs ? () => options.sink.hubBusyMs!() : null,
+    );
+    // Worker tasks and sink calls each listen on the stop signal while pending; there are at most
+    // about two per chunk in flight, so more than that would be a leak worth Node's warning.
+    setMaxListeners(2 * this.settings.maxChunksInFlight + 8, this.stop.signal);
+    this.chunkSlots = new Slots(this.settings.maxChunksInFlight);
+    this.readSlots = new Slots(this.settings.readConcurrency);
+    this.deduper = new ChunkDeduper(options.sink, this.stop.signal, this.tracker.network, this.settings.maxMissingBatch);
+    this.result = this.execute();
+  }
+
+  progress(): PipelineProgress {
+    return this.tracker.snapshot();
+  }
+
+  private async execute(): Promise<BackupPipelineResult> {
+    const { signal } = this.options;
+    const onCancel = () => this.fail(abortedError(signal!));
+    if (signal?.aborted) onCancel();
+    else signal?.addEventListener('abort', onCancel, { once: true });
+    const timer = setInterval(() => this.report(), this.settings.progressIntervalMs);
+    timer.unref();
+    let plans: DiskPlan[] = [];
+    try {
+      if (!this.failure) {
+        try {
+          this.pool = this.options.pool ?? new ChunkWorkerPool({ size: this.options.workers });
+          plans = await this.planDisks();
+          await this.readDisks(plans);
+        } catch (err) {
+          this.fail(err);
+        }
+      }
+      // Nothing of this run may still be running when its promise settles.
+      while (this.tasks.size > 0) await Promise.allSettled([...this.tasks]);
+    } finally {
+      clearInterval(timer);
+      signal?.removeEventListener('abort', onCancel);
+    }
+    if (this.pool && !this.options.pool) {
+      try {
+        await this.pool.close();
+      } catch (err) {
+        this.fail(err);
+      }
+    }
+    this.tracker.finish();
+    this.report();
+    if (this.failure) throw this.failure;
+    return {
+      disks: plans.map((p) => ({
+        name: p.view.name,
+        sizeBytes: p.size,
+        digests: p.digests,
+        counters: { ...this.tracker.disks[p.index] },
+        fullReadReason: p.view.fullReadReason,
+      })),
+      progress: this.tracker.snapshot(),
+    };
+  }
+
+  /**
+   * Records the first failure and stops everything. Later errors that the stop itself caused
+   * (cancelled tasks, aborted sink calls) are dropped; any other is kept in `suppressed`.
+   */
+  private fail(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (!this.failure) {
+      this.failure = e;
+      this.stop.abort(e);
+      return;
+    }
+    if (this.causedByStop(e)) return;
+    if (this.failure instanceof PipelineError) this.failure.suppressed.push(e);
+  }
+
+  private causedByStop(e: Error): boolean {
+    for (let c: unknown = e; c instanceof Error; c = c.cause) {
+      if (c === this.failure || c.name === 'AbortError' || isPipelineError(c, 'ABORTED')) return true;
+    }
+    return false;
+  }
+
+  private report(): void {
+    const cb = this.options.onProgress;
+    if (!cb) return;
+    this.tracker.sample();
+    try {
+      cb(this.tracker.snapshot());
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private async planDisks(): Promise<DiskPlan[]> {
+    const plans: DiskPlan[] = [];
+    for (const [index, input] of this.options.disks.entries()) {
+      const { view } = input;
+      const allocation = (await this.collect(view, 'allocation', () => view.allocation())) ?? [];
+      const changed = await this.collect(view, 'changed', () => view.changed());
+      const actions = planChunks({
+        sizeBytes: view.sizeBytes,
+        chunkSize: CHUNK_SIZE,
+        allocation,
+        changed,
+        parentDigests: input.parentDigests ? parentHex(input.parentDigests) : null,
+      });
+      const count = actions.length;
+      const kinds = new Uint8Array(count);
+      const digests = DigestList.fromBytes(Buffer.alloc(count * DIGEST_BYTES));
+      let toRead = 0;
+      actions.forEach((a, i) => {
+        if (a.kind === 'zero') kinds[i] = PLAN_ZERO;
+        else if (a.kind === 'reuse') {
+          kinds[i] = PLAN_REUSE;
+          digests.bytes.write(a.digest, i * DIGEST_BYTES, 'hex');
+        } else {
+          kinds[i] = PLAN_READ;
+          toRead += chunkLength(view.sizeBytes, i);
+        }
+      });
+      this.tracker.setToRead(index, toRead);
+      plans.push({ index, view, size: view.sizeBytes, count, kinds, digests });
+    }
+    return plans;
+  }
+
+  /** Drains a driver's extent listing (null stays null), as READ_FAILED if the driver fails. */
+  private async collect<E>(view: DiskView, operation: 'allocation' | 'changed', list: () => AsyncIterable<E> | null): Promise<E[] | null> {
+    try {
+      const it = list();
+      if (it === null) return null;
+      const out: E[] = [];
+      for await (const e of it) {
+        if (this.stop.signal.aborted) throw abortedError(this.stop.signal);
+        out.push(e);
+      }
+      return out;
+    } catch (err) {
+      if (err instanceof PipelineError) throw err;
+      throw new PipelineError('READ_FAILED', `disk ${view.name}: listing ${operation} extents failed: ${messageOf(err)}`, { disk: view.name, operation }, { cause: err });
+    }
+  }
+
+  /** The reader loop: walks each plan in disk order and starts a task per run of chunks to read. */
+  private async readDisks(plans: DiskPlan[]): Promise<void> {
+    const signal = this.stop.signal;
+    for (const plan of plans) {
+      let passed = 0;
+      for (let i = 0; i < plan.count; ) {
+        if (signal.aborted) return;
+        const kind = plan.kinds[i];
+        if (kind !== PLAN_READ) {
+          this.tracker.add(plan.index, kind === PLAN_ZERO ? 'zero' : 'reusedParent', chunkLength(plan.size, i));
+          i++;
+          // Long runs of zero or reused chunks must not starve timers and I/O callbacks.
+          if (++passed % 4096 === 0) await yieldToEventLoop();
+          continue;
+        }
+        let end = i + 1;
+        while (end < plan.count && end - i < this.settings.maxReadChunks && plan.kinds[end] === PLAN_READ) end++;
+        await this.chunkSlots.acquire(end - i, signal);
+        try {
+          await this.readSlots.acquire(1, signal);
+        } catch (err) {
+          this.chunkSlots.release(end - i);
+          throw err;
+        }
+        this.track(this.processRun(plan, i, end));
+        i = end;
+      }
+    }
+  }
+
+  private track(task: Promise<void>): void {
+    this.tasks.add(task);
+    task.then(
+      () => this.tasks.delete(task),
+      (err: unknown) => {
+        this.tasks.delete(task);
+        this.fail(err);
+      },
+    );
+  }
+
+  /**
+   * Chunks [first, end) of a disk: read, hash (zero check first), dedupe, compress, upload. Holds
+   * one chunk slot per chunk (taken by the reader loop) and one read slot until the read is done.
+   */
+  private async processRun(plan: DiskPlan, first: number, end: number): Promise<void> {
+    const signal = this.stop.signal;
+    const pool = this.pool!;
+    try {
+      const chunks: BufferRange[] = [];
+      let length = 0;
+      for (let i = first; i < end; i++) {
+        const len = chunkLength(plan.size, i);
+        chunks.push({ offset: length, length: len });
+        length += len;
+      }
+      const data = await this.readSource(plan, first * CHUNK_SIZE, length);
+      if (signal.aborted) return;
+      this.tracker.add(plan.index, 'read', length, chunks.length);
+
+      const hashed = await pool.hash(ownedArrayBuffer(data), chunks, signal);
+      this.tracker.addWorkerBusy(hashed.busyMs);
+      const digests = hashed.reply.digests;
+      if (digests.length !== chunks.length) {
+        throw new PipelineError('WORKER_TASK_FAILED', `worker hashed ${digests.length} of ${chunks.length} chunks`, { operation: 'hash' });
+      }
+      const toUpload: number[] = [];
+      await Promise.all(
+        chunks.map(async (c, k) => {
+          const digest = digests[k];
+          if (digest === null) {
+            this.tracker.add(plan.index, 'zero', c.length); // the result already holds the zero marker
+            return;
+          }
+          plan.digests.bytes.write(digest, (first + k) * DIGEST_BYTES, 'hex');
+          const verdict = await this.deduper.claim(digest);
+          if (verdict === 'upload') toUpload.push(k);
+          else this.tracker.add(plan.index, 'deduplicated', c.length);
+        }),
+      );
+      if (toUpload.length === 0 || signal.aborted) return;
+
+      toUpload.sort((a, b) => a - b);
+      const compressed = await pool.compress(hashed.reply.buffer, toUpload.map((k) => chunks[k]), this.settings.compressionLevel, signal);
+      this.tracker.addWorkerBusy(compressed.busyMs);
+      const frames = compressed.reply.frames;
+      if (frames.length !== toUpload.length) {
+        throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${frames.length} of ${toUpload.length} chunks`, { operation: 'compress' });
+      }
+      await Promise.all(toUpload.map((k, j) => this.upload(plan, digests[k]!, Buffer.from(frames[j]), chunks[k].length)));
+    } finally {
+      this.chunkSlots.release(end - first);
+    }
+  }
+
+  private async readSource(plan: DiskPlan, offset: number, length: number): Promise<Buffer> {
+    const { view } = plan;
+    this.tracker.sourceRead.begin();
+    try {
+      const data = await view.read(offset, length);
+      if (data.length !== length) {
+        throw new PipelineError('READ_FAILED', `disk ${view.name}: read of ${length} bytes at ${offset} returned ${data.length}`, { disk: view.name, operation: 'read', offset, length });
+      }
+      return data;
+    } catch (err) {
+      if (err instanceof PipelineError) throw err;
+      throw new PipelineError('READ_FAILED', `disk ${view.name}: read of ${length} bytes at ${offset} failed: ${messageOf(err)}`, { disk: view.name, operation: 'read', offset, length }, { cause: err });
+    } finally {
+      this.tracker.sourceRead.end();
+      this.readSlots.release(1);
+    }
+  }
+
+  private async upload(plan: DiskPlan, digest: string, zstd: Buffer, plaintextLength: number): Promise<void> {
+    try {
+      await this.tracker.network.time(() => this.options.sink.upload({ digest, zstd, plaintextLength }, this.stop.signal));
+    } catch (err) {
+      throw new PipelineError('SINK_FAILED', `uploading chunk ${digest} failed: ${messageOf(err)}`, { operation: 'upload', digest }, { cause: err });
+    }
+    this.deduper.uploaded(digest);
+    this.tracker.add(plan.index, 'transferred', plaintextLength);
+    this.tracker.addSent(plan.index, zstd.length);
+  }
+}
+
+/**
+ * The ArrayBuffer to move to a worker. A Buffer that is the whole of its own ArrayBuffer (what
+ * the drivers' reads return: Buffer.allocUnsafe of ≥ 4 KiB) is moved as is; the pipeline owns
+ * what read() returned. A view into a larger or shared buffer is copied once instead, because
+ * moving it would take the rest of that buffer from its owner.
+ */
+function ownedArrayBuffer(data: Buffer): ArrayBuffer {
+  const ab = data.buffer;
+  if (ab instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === ab.byteLength) return ab;
+  const copy = new ArrayBuffer(data.length);
+  new Uint8Array(copy).set(data);
+  return copy;
+}
+
+/** planChunks takes hex digests, null for the parent's zero chunks. */
+function parentHex(list: DigestList): (string | null)[] {
+  const out = new Array<string | null>(list.length);
+  for (let i = 0; i < list.length; i++) out[i] = list.isZeroAt(i) ? null : list.hexAt(i);
+  return out;
+}
+
+function validate(o: BackupPipelineOptions): Settings {
+  const int = (name: keyof BackupPipelineOptions, value: number | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const v = value ?? dflt;
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new PipelineError('INVALID_INPUT', `${name} must be an integer from ${min} to ${max}, got ${v}`, { argument: name });
+    }
+    return v;
+  };
+  o.disks.forEach((d, i) => {
+    if (!Number.isSafeInteger(d.view.sizeBytes) || d.view.sizeBytes < 0) {
+      throw new PipelineError('INVALID_INPUT', `disk ${d.view.name}: size must be a non-negative safe integer, got ${d.view.sizeBytes}`, { argument: `disks[${i}].view.sizeBytes` });
+    }
+  });
+  int('workers', o.workers, 1, 1);
+  const maxChunksInFlight = int('maxChunksInFlight', o.maxChunksInFlight, 12, 1);
+  return {
+    progressIntervalMs: int('progressIntervalMs', o.progressIntervalMs, 1000, 1),
+    maxChunksInFlight,
+    // A read cannot take more slots than exist.
+    maxReadChunks: Math.min(int('maxReadChunks', o.maxReadChunks, 2, 1), maxChunksInFlight),
+    readConcurrency: int('readConcurrency', o.readConcurrency, 2, 1),
+    maxMissingBatch: int('maxMissingBatch', o.maxMissingBatch, 256, 1),
+    compressionLevel: int('compressionLevel', o.compressionLevel, 3, 1, 22),
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * The chunk worker thread: zero detection, SHA-256 and zstd compression, off the main thread so
+ * every core works. Stateless apart from libzstd's per-thread context; a task that throws is
+ * answered with an error and the worker carries on.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import { zstdCompress } from '../../shared/chunk/zstd.js';
+import type {
+  ChunkTask,
+  ChunkTaskReply,
+  CompressReply,
+  CompressRequest,
+  HashReply,
+  HashRequest,
+  WorkerReplyEnvelope,
+  WorkerRequestEnvelope,
+} from './chunk-worker-protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('chunk-worker must run in a worker thread');
+
+port.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
+  const started = performance.now();
+  let envelope: WorkerReplyEnvelope<ChunkTaskReply>;
+  let transfer: ArrayBuffer[];
+  try {
+    const reply = msg.task.op === 'hash' ? hash(msg.task) : compress(msg.task);
+    transfer = reply.op === 'hash' ? [reply.buffer] : reply.frames;
+    envelope = { id: msg.id, ok: true, busyMs: performance.now() - started, reply };
+  } catch (err) {
+    // Reported to the task's caller, which fails the backup with WORKER_TASK_FAILED.
+    const e = err instanceof Error ? err : new Error(String(err));
+    envelope = { id: msg.id, ok: false, busyMs: performance.now() - started, message: e.message, stack: e.stack };
+    transfer = [];
+  }
+  port.postMessage(envelope, transfer);
+});
+
+function hash(task: HashRequest): HashReply {
+  const digests = task.chunks.map((c) => {
+    const bytes = new Uint8Array(task.buffer, c.offset, c.length);
+    return isAllZero(bytes) ? null : createHash('sha256').update(bytes).digest('hex');
+  });
+  return { op: 'hash', buffer: task.buffer, digests };
+}
+
+function compress(task: CompressRequest): CompressReply {
+  const frames = task.chunks.map((c) => {
+    const frame = zstdCompress(new Uint8Array(task.buffer, c.offset, c.length), task.level);
+    // zstdCompress returns a view into a compressBound-sized allocation; copy it out so the
+    // buffer handed back is exactly the frame (a well-compressed chunk would otherwise pin 4 MiB).
+    const exact = new Uint8Array(frame.length);
+    exact.set(frame);
+    return exact.buffer;
+  });
+  return { op: 'compress', frames };
+}
+
+const ZEROS = new Uint8Array(64 * 1024);
+
+/** memcmp against a zero block, 64 KiB at a time: several GB/s, far cheaper than hashing. */
+function isAllZero(bytes: Uint8Array): boolean {
+  for (let off = 0; off < bytes.length; off += ZEROS.length) {
+    const n = Math.min(ZEROS.length, bytes.length - off);
+    if (Buffer.compare(bytes.subarray(off, off + n), n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
