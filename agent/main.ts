@@ -51,6 +51,18 @@ program
     let conn: HubConnection | null = null;
     const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
     await jobs.init();
+    // Whatever jobs of a previous run left on the hypervisor (bitmaps, exports, overlays) goes now:
+    // no job runs yet, and unsettled bitmaps are merged back so the next backup sees every change.
+    for (const t of cfg.targets) {
+      const driver = drivers.get(t.driver);
+      if (!driver) continue;
+      try {
+        const removed = await driver.cleanupLeftovers({ id: t.id, driver: t.driver, disks: t.disks, options: t.options ?? {} }, new Set());
+        if (removed.length > 0) log.info({ target: t.id, removed }, 'removed leftovers of earlier jobs');
+      } catch (err) {
+        log.warn({ err, target: t.id }, 'cannot clean up leftovers of earlier jobs; retrying at the next start');
+      }
+    }
     conn = new HubConnection(
       creds,
       {

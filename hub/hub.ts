@@ -13,6 +13,7 @@ import { hubServerCredentials } from './grpc/credentials.js';
 import { dataServiceDefinition, dataServiceHandlers, DATA_MAX_MESSAGE_BYTES } from './grpc/data-service.js';
 import { JobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
+import { MaintenanceJobs } from './jobs/maintenance-jobs.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
 import { Repository } from './repository/index.js';
 import type { CertificateAuthority } from './pki/ca.js';
@@ -33,6 +34,7 @@ export class Hub {
     readonly port: number,
     readonly repo: Repository,
     readonly jobs: JobService,
+    readonly maintenance: MaintenanceJobs,
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
@@ -58,6 +60,7 @@ export class Hub {
       const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
       registry.jobEvents = new JobEvents(orm, repo, log);
       const jobs = new JobService(orm, registry, log);
+      const maintenance = new MaintenanceJobs(orm, repo, db.url, log);
 
       const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, ...cfg.tlsNames]);
       const server = new Server({ ...serverKeepalive, 'grpc.max_receive_message_length': DATA_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': DATA_MAX_MESSAGE_BYTES });
@@ -69,7 +72,7 @@ export class Hub {
       registry.start();
       presence.start();
       log.info({ listen: cfg.listen, port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, repo, jobs);
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, repo, jobs, maintenance);
     } catch (err) {
       await orm?.close();
       await db.stop();

@@ -14,6 +14,10 @@ export interface ChunkUpload {
   plaintextLength: number;
 }
 
+/**
+ * Calls overlap: a few missing() calls and up to the pipeline's in-flight limit of upload() calls
+ * may be outstanding at once. Each gets the run's AbortSignal; a sink should give up on it.
+ */
 export interface ChunkSink {
   /**
    * Which of `digests` the hub lacks. The answer must be a subset of the question (any order).

@@ -54,7 +54,7 @@ export class JobService {
       targetId,
       params: { target, targetOptions, parentBackupId: parent?.id ?? null, bases },
     });
-    await this.dispatch(jobs, job, {
+    await this.dispatch(jobs, { ...job, agentId }, {
       $case: 'startBackup',
       value: {
         jobId: job.id,
@@ -76,7 +76,7 @@ export class JobService {
     }
     const jobs = new JobStore(em);
     const job = await jobs.create({ kind: 'restore', agentId, targetId: rows[0].target_id, params: { backupId, destinations } });
-    await this.dispatch(jobs, job, {
+    await this.dispatch(jobs, { ...job, agentId }, {
       $case: 'startRestore',
       value: {
         jobId: job.id,
@@ -92,7 +92,7 @@ export class JobService {
     return (await jobs.get(job.id))!;
   }
 
-  private async dispatch(jobs: JobStore, job: Job, kind: NonNullable<Command['kind']>): Promise<void> {
+  private async dispatch(jobs: JobStore, job: Job & { agentId: string }, kind: NonNullable<Command['kind']>): Promise<void> {
     const log = this.log.child({ job_id: job.id, agent_id: job.agentId });
     if (!this.registry.connected(job.agentId)) {
       await jobs.transition(job.id, 'failed', { errorCode: 'DISPATCH_FAILED', errorMessage: 'the agent is not connected to this hub' });
@@ -115,8 +115,28 @@ export class JobService {
   async failWithDataLoss(jobId: string, message: string): Promise<void> {
     const jobs = new JobStore(this.em());
     const job = await jobs.transition(jobId, 'failed', { errorCode: 'DATA_LOSS', errorMessage: message });
-    if (!job) return;
+    if (!job?.agentId) return;
     this.log.error({ job_id: jobId, agent_id: job.agentId, reason: message }, 'job failed: data loss on upload');
-    this.registry.sendCommand(job.agentId, { $case: 'abortJob', value: { jobId, reason: `DATA_LOSS: ${message}` } }).catch((err: unknown) => this.log.warn({ err, job_id: jobId }, 'abort not acknowledged'));
+    this.tellAgentToAbort(job.agentId, jobId, `DATA_LOSS: ${message}`);
+  }
+
+  /**
+   * Cancels an agent job. A queued job is cancelled at once; a dispatched or running one goes to
+   * cancelling and its agent is told to abort and clean up; its final report ends it cancelled.
+   * Returns the job as it now is, or null if it does not exist.
+   */
+  async cancel(jobId: string): Promise<Job | null> {
+    const jobs = new JobStore(this.em());
+    const queued = await jobs.transition(jobId, 'cancelled', { errorCode: 'CANCELLED', errorMessage: 'cancelled by an operator before it started', onlyFrom: ['queued'] });
+    if (queued) return queued;
+    const job = await jobs.transition(jobId, 'cancelling');
+    if (job?.agentId) this.tellAgentToAbort(job.agentId, jobId, 'cancelled by an operator');
+    return job ?? jobs.get(jobId);
+  }
+
+  private tellAgentToAbort(agentId: string, jobId: string, reason: string): void {
+    this.registry
+      .sendCommand(agentId, { $case: 'abortJob', value: { jobId, reason } })
+      .catch((err: unknown) => this.log.warn({ err, job_id: jobId, agent_id: agentId }, 'abort not acknowledged; the agent cleans up when it reconnects'));
   }
 }

@@ -43,5 +43,9 @@ export const JOB_ERROR_CODES = [
   'DATA_LOSS',
   'COMMIT_FAILED',
   'CANCELLED',
+  /** A hub job (verify, prune, gc) hit an unexpected error. */
+  'HUB_ERROR',
+  /** Another garbage collection holds the lock. */
+  'GC_BUSY',
 ] as const;
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];

@@ -39,7 +39,7 @@ function fromRow(r: Row): Job {
 export class JobStore {
   constructor(private readonly em: EntityManager) {}
 
-  async create(p: { kind: JobKind; agentId: string; targetId: string; params: Record<string, unknown> }): Promise<Job> {
+  async create(p: { kind: JobKind; agentId: string | null; targetId: string | null; params: Record<string, unknown> }): Promise<Job> {
     const rows = await this.em
       .getConnection()
       .execute<Row[]>(
@@ -65,17 +65,22 @@ export class JobStore {
   async transition(
     id: string,
     to: JobStatusName,
-    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown } = {},
+    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; onlyFrom?: JobStatusName[] } = {},
     em: EntityManager = this.em,
   ): Promise<Job | null> {
     const terminal = TERMINAL.has(to);
+    const from = sourcesOf(to).filter((s) => !patch.onlyFrom || patch.onlyFrom.includes(s));
+    // A job that ends without success drops the indexes its agent sent, in the same statement.
     const rows = await em.getConnection().execute<Row[]>(
-      `update jobs set status = ?,
-         error_code = coalesce(?, error_code), error_message = coalesce(?, error_message),
-         backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result),
-         started_at = case when ? in ('running') then coalesce(started_at, now()) else started_at end,
-         completed_at = case when ? then now() else null end
-       where id = ? and status = any(?::text[]) returning *`,
+      `with t as (
+         update jobs set status = ?,
+           error_code = coalesce(?, error_code), error_message = coalesce(?, error_message),
+           backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result),
+           started_at = case when ? in ('running') then coalesce(started_at, now()) else started_at end,
+           completed_at = case when ? then now() else null end
+         where id = ? and status = any(?::text[]) returning *),
+       d as (delete from job_disk_indexes where job_id in (select id from t where status in ('failed', 'cancelled')))
+       select * from t`,
       [
         to,
         patch.errorCode ?? null,
@@ -85,7 +90,7 @@ export class JobStore {
         to,
         terminal,
         id,
-        `{${sourcesOf(to).join(',')}}`,
+        `{${from.join(',')}}`,
       ],
     );
     return rows[0] ? fromRow(rows[0]) : null;
@@ -109,6 +114,16 @@ export class JobStore {
       [JSON.stringify(merged), nextPhase, seq, id, seq],
     );
     return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  /** Replaces a live job's progress counters (hub jobs report their own progress). */
+  async setProgress(id: string, counters: JobProgressCounters): Promise<void> {
+    await this.em
+      .getConnection()
+      .execute(
+        "update jobs set progress = ?::jsonb, last_event_at = now() where id = ? and status in ('dispatched', 'running', 'cancelling')",
+        [JSON.stringify(counters), id],
+      );
   }
 
   /** Records that an event with this sequence number was seen, without other changes. */

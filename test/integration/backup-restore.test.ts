@@ -115,6 +115,72 @@ describe('file driver, through a real agent process', () => {
   });
 });
 
+describe('verify, prune and garbage collection as hub jobs', () => {
+  it('verify names a chunk corrupted on disk; prune keeps exactly what the policy says; GC frees what no backup names; restores still verify', async () => {
+    const dir = await tempDir('bh-img');
+    const image = join(dir, 'vm.raw');
+    const agentId = await setup([{ id: 'vm-maint', name: 'maint vm', driver: 'file', disks: [{ name: 'sda', path: image }] }]);
+    const versions: Buffer[] = [];
+    const backups: JobRow[] = [];
+    for (let i = 0; i < 3; i++) {
+      versions.push(randomBytes(CHUNK + 1000));
+      await writeFile(image, versions[i]!);
+      backups.push(await backup(agentId, 'vm-maint'));
+    }
+    const first = await hub.maintenance.startVerify(backups[0]!.backup_id!);
+    expect(first.job.status).toBe('running');
+    const ok = await first.done;
+    expect(ok.status).toBe('succeeded');
+    expect(ok.result).toMatchObject({ chunksChecked: 2, corrupt: [], missing: [] });
+
+    // Corrupt one chunk of the oldest backup on disk: verify must name it.
+    const digest = createHash('sha256').update(versions[0]!.subarray(0, CHUNK)).digest('hex');
+    const chunkFile = join(hub.repo.root, 'chunks', digest.slice(0, 2), digest);
+    const bytes = await readFile(chunkFile);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(chunkFile, bytes);
+    const bad = await (await hub.maintenance.startVerify(backups[0]!.backup_id!)).done;
+    expect(bad.status).toBe('failed');
+    expect(bad.errorCode).toBe('DATA_LOSS');
+    expect(bad.result).toMatchObject({ corrupt: [digest] });
+
+    // keep-last 1: the two older backups go, the newest stays.
+    const pruned = await (await hub.maintenance.startPrune(agentId, 'vm-maint', { keepLast: 1 })).done;
+    expect(pruned.status).toBe('succeeded');
+    const decided = pruned.result as { removed: string[]; kept: string[] };
+    expect([...decided.removed].sort()).toEqual([backups[0]!.backup_id, backups[1]!.backup_id].sort());
+    expect(decided.kept).toEqual([backups[2]!.backup_id]);
+    const left = await query<{ id: string }>(db.url, "select id from backups where target_id = 'vm-maint'");
+    expect(left.map((r) => r.id)).toEqual([backups[2]!.backup_id]);
+
+    // GC with no grace frees exactly the chunks only the pruned backups named (2 each), not the kept ones.
+    const gc = await (await hub.maintenance.startGc(0)).done;
+    expect(gc.status).toBe('succeeded');
+    expect(gc.result).toMatchObject({ removedChunks: 4 });
+    const verifyKept = await (await hub.maintenance.startVerify(backups[2]!.backup_id!)).done;
+    expect(verifyKept.status).toBe('succeeded');
+    const out = await tempDir('bh-restore');
+    const r = await restore(backups[2]!.backup_id!, agentId, [{ diskName: 'sda', path: join(out, 'kept.raw') }]);
+    expect(r.result!.disks[0]!.sha256).toBe(sha(versions[2]!));
+  });
+
+  it('a cancelled backup ends cancelled and commits nothing', async () => {
+    const dir = await tempDir('bh-img');
+    const image = join(dir, 'big.raw');
+    await writeFile(image, randomBytes(384 * MiB));
+    const agentId = await setup([{ id: 'vm-big', name: 'big vm', driver: 'file', disks: [{ name: 'sda', path: image }] }]);
+    const job = await hub.jobs.startBackup(agentId, 'vm-big');
+    const now = await hub.jobs.cancel(job.id);
+    expect(now!.status).toBe('cancelling');
+    const row = await finished(job.id);
+    expect(row.status).toBe('cancelled');
+    expect(row.error_code).toBe('CANCELLED');
+    expect(row.backup_id).toBeNull();
+    expect(await query(db.url, 'select 1 from backups where job_id = $1', [job.id])).toEqual([]);
+    expect(await query(db.url, 'select 1 from job_disk_indexes where job_id = $1', [job.id])).toEqual([]);
+  });
+});
+
 describe('qemu driver, through a real agent process and a real qemu-storage-daemon', () => {
   it('full backup restores bit-exactly; an incremental reads only the changed chunks and restores bit-exactly', async () => {
     const size = 64 * MiB;

@@ -1,7 +1,10 @@
 import { BigIntType, EntitySchema } from '@mikro-orm/core';
 import type { JobErrorCode, JobPhaseName, JobStatusName } from '../../jobs/job-state.js';
 
-export type JobKind = 'backup' | 'restore';
+export type JobKind = 'backup' | 'restore' | 'verify' | 'prune' | 'gc';
+
+/** Jobs the hub runs itself, on the repository. */
+export const HUB_JOB_KINDS: readonly JobKind[] = ['verify', 'prune', 'gc'];
 
 /** Counters from the agent's latest progress report; they only grow. */
 export interface JobProgressCounters {
@@ -17,12 +20,12 @@ export interface JobProgressCounters {
   busy: { sourceRead: number; hashCompress: number; network: number; hubWrite: number };
 }
 
-/** One unit of work on one agent: a backup or a restore of one target. */
+/** One unit of work: a backup or restore of one target on an agent, or a repository job on the hub. */
 export class Job {
   id!: string;
   kind!: JobKind;
-  agentId!: string;
-  targetId!: string;
+  agentId: string | null = null;
+  targetId: string | null = null;
   status!: JobStatusName;
   phase: JobPhaseName | null = null;
   /** What the command carries: target, options, parent, destinations. */
@@ -49,8 +52,8 @@ export const JobSchema = new EntitySchema<Job>({
   properties: {
     id: { type: 'uuid', primary: true },
     kind: { type: 'text' },
-    agentId: { type: 'uuid' },
-    targetId: { type: 'text' },
+    agentId: { type: 'uuid', nullable: true },
+    targetId: { type: 'text', nullable: true },
     status: { type: 'text' },
     phase: { type: 'text', nullable: true },
     params: { type: 'json' },

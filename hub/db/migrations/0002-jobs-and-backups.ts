@@ -1,13 +1,18 @@
 import { Migration } from '@mikro-orm/migrations';
 
-/** Jobs (backup and restore), committed backups, and the indexes agents send before a commit. */
+/**
+ * Jobs (backup and restore on agents; verify, prune and gc on the hub), committed backups, and
+ * the indexes agents send before a commit.
+ */
 export class Migration0002JobsAndBackups extends Migration {
   override async up(): Promise<void> {
     this.addSql(`create table jobs (
       id uuid primary key,
-      kind text not null check (kind in ('backup', 'restore')),
-      agent_id uuid not null references agents (id),
-      target_id text not null,
+      kind text not null check (kind in ('backup', 'restore', 'verify', 'prune', 'gc')),
+      -- Hub jobs (verify, prune, gc) run on the hub and have no agent.
+      agent_id uuid null references agents (id),
+      target_id text null,
+      constraint jobs_agent check ((kind in ('backup', 'restore')) = (agent_id is not null)),
       status text not null check (status in ('queued', 'dispatched', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled')),
       phase text null check (phase in ('snapshotting', 'transferring', 'finalizing')),
       params jsonb not null,
