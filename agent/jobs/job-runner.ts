@@ -212,6 +212,7 @@ export class JobRunner {
     const counters = { bytesTotal: 0, bytesDone: 0, bytesTransferred: 0, bytesZero: 0 };
     job.phase = JobPhase.JOB_PHASE_TRANSFERRING;
     let lastSent = 0;
+    const started = Date.now();
     try {
       const results: DiskResult[] = [];
       for (const disk of cmd.disks) {
@@ -225,13 +226,15 @@ export class JobRunner {
               for (const [k, v] of Object.entries(d)) counters[k as keyof typeof counters] += v;
               if (Date.now() - lastSent >= 1000) {
                 lastSent = Date.now();
-                this.progress(job, { ...counters, bytesRead: 0 });
+                const rate = counters.bytesDone / Math.max(0.001, (Date.now() - started) / 1000);
+                this.progress(job, { ...counters, bytesRead: 0, rateBytesPerSecond: rate, etaSeconds: Math.round((counters.bytesTotal - counters.bytesDone) / Math.max(rate, 1)) });
               }
             },
             job.abort.signal,
           ),
         );
       }
+      this.progress(job, { ...counters, bytesRead: 0, rateBytesPerSecond: counters.bytesDone / Math.max(0.001, (Date.now() - started) / 1000) });
       log.info({ disks: results.map((r) => ({ disk: r.diskName, sha256: r.sha256 })) }, 'restore written');
       await this.final(job, JobStatus.JOB_STATUS_SUCCEEDED, results);
     } catch (err) {

@@ -43,6 +43,7 @@ export async function restoreDisk(
   signal: AbortSignal,
 ): Promise<DiskResult> {
   const index = await data.getIndex(jobId, backupId, disk.diskName);
+  progress({ bytesTotal: index.diskSize });
   if (index.chunkSize !== CHUNK_SIZE) throw new RestoreError('DESTINATION_INVALID', `unsupported chunk size ${index.chunkSize}`);
   const qcow2 = disk.format === ImageFormat.IMAGE_FORMAT_QCOW2;
   // A qcow2 image is written raw first and converted: qemu-img keeps the holes.
