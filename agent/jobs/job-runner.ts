@@ -91,7 +91,8 @@ export class JobRunner {
     const k = cmd.kind;
     if (k?.$case === 'abortJob') {
       const j = this.jobs.get(k.value.jobId);
-      if (!j) return ack(true, '', `job ${k.value.jobId} is not running here`);
+      // JOB_NOT_HELD tells the hub that nothing of the job remains here (leftovers are removed at start).
+      if (!j) return ack(true, 'JOB_NOT_HELD', `job ${k.value.jobId} is not running here`);
       j.abort.abort(new Error(k.value.reason || 'aborted by the hub'));
       return ack(true, '', 'aborting');
     }

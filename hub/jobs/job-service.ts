@@ -137,6 +137,13 @@ export class JobService {
   private tellAgentToAbort(agentId: string, jobId: string, reason: string): void {
     this.registry
       .sendCommand(agentId, { $case: 'abortJob', value: { jobId, reason } })
+      .then(async (ack) => {
+        // The agent does not hold the job (it restarted, and cleaned up at start): no final
+        // report will come, so a cancelling job ends here.
+        if (ack.errorCode === 'JOB_NOT_HELD') {
+          await new JobStore(this.em()).transition(jobId, 'cancelled', { errorCode: 'CANCELLED', errorMessage: reason, onlyFrom: ['cancelling'] });
+        }
+      })
       .catch((err: unknown) => this.log.warn({ err, job_id: jobId, agent_id: agentId }, 'abort not acknowledged; the agent cleans up when it reconnects'));
   }
 }

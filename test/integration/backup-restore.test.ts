@@ -22,6 +22,7 @@ const CHUNK = 4 * MiB;
 let db: TestDatabase;
 let hub: Hub;
 const procs: Proc[] = [];
+const agentStateDirs = new Map<string, string>();
 const daemons: StorageDaemon[] = [];
 
 interface JobRow {
@@ -42,6 +43,7 @@ async function setup(targets: unknown[]): Promise<string> {
   const r = await runAgentCli(['enroll', '--hub', `127.0.0.1:${hub.port}`, '--token', t.token, '--ca-sha256', hub.ca.fingerprint], { BACKHAUL_AGENT_STATE_DIR: stateDir });
   expect(r.code, r.stderr).toBe(0);
   const agentId = /agent ([0-9a-f-]{36})/.exec(r.stdout)![1]!;
+  agentStateDirs.set(agentId, stateDir);
   const agent = startAgent(stateDir, { BACKHAUL_AGENT_TARGETS: JSON.stringify(targets) });
   procs.push(agent);
   await eventually(() => Promise.resolve(hub.registry.connected(agentId)), 20_000, 'agent connected');
@@ -215,5 +217,45 @@ describe('qemu driver, through a real agent process and a real qemu-storage-daem
     expect(left.exports.filter((e) => !e.startsWith('live-'))).toEqual([]);
     expect(left.jobs).toEqual([]);
     expect(left.bitmaps).toHaveLength(1);
+  });
+
+  it('an agent killed mid-transfer leaves nothing on the hypervisor once it restarts, and the next backup is whole', async () => {
+    const size = 320 * MiB;
+    const qsd = await StorageDaemon.start({ disks: [{ node: 'disk0', sizeBytes: size }] });
+    daemons.push(qsd);
+    for (let o = 0; o < 256 * MiB; o += 32 * MiB) await qsd.write('disk0', o, randomBytes(32 * MiB));
+    const target = { id: 'vm-kill', name: 'kill vm', driver: 'qemu', disks: [{ name: 'sda', path: 'disk0' }], options: { qmpSocket: qsd.driverQmpSocket, nbdSocket: qsd.nbdSocket } };
+    const agentId = await setup([target]);
+    const agent = procs.at(-1)!;
+    const job = await hub.jobs.startBackup(agentId, 'vm-kill');
+    await eventually(async () => {
+      const [r] = await query<{ phase: string | null }>(db.url, 'select phase from jobs where id = $1', [job.id]);
+      return r?.phase === 'transferring';
+    }, 30_000, 'the transfer to start');
+    await agent.kill('SIGKILL');
+    const during = await qsd.objectsOf();
+    expect(during.exports.filter((e) => !e.startsWith('live-')).length).toBeGreaterThan(0);
+
+    // The restarted agent removes the job's export, fleecing node, block job and bitmap.
+    const restarted = startAgent(agentStateDirs.get(agentId)!, { BACKHAUL_AGENT_TARGETS: JSON.stringify([target]) });
+    procs.push(restarted);
+    await restarted.waitForMsg('connected to hub', 20_000);
+    const after = await qsd.objectsOf();
+    expect(after.exports.filter((e) => !e.startsWith('live-'))).toEqual([]);
+    expect(after.jobs).toEqual([]);
+    expect(after.nodes).toEqual([]);
+    expect(after.bitmaps).toEqual([]);
+    expect(after.files).toEqual([]);
+
+    // Cancelling the dead job: the restarted agent answers that it does not hold it, so it ends
+    // cancelled. Then a new backup of the target is whole and restorable.
+    await hub.jobs.cancel(job.id);
+    const ended = await finished(job.id, 10_000);
+    expect(ended).toMatchObject({ status: 'cancelled', error_code: 'CANCELLED' });
+    const before = await qsd.content('disk0');
+    const again = await backup(agentId, 'vm-kill');
+    const out = await tempDir('bh-restore');
+    const r = await restore(again.backup_id!, agentId, [{ diskName: 'sda', path: join(out, 'again.raw') }]);
+    expect(r.result!.disks[0]!.sha256).toBe(sha(before));
   });
 });
