@@ -17,8 +17,12 @@ export class GrpcChunkSink implements ChunkSink {
     return out;
   }
 
-  async upload(chunk: ChunkUpload): Promise<void> {
-    this.stream ??= this.data.openUpload(this.jobId);
+  async upload(chunk: ChunkUpload, signal: AbortSignal): Promise<void> {
+    if (!this.stream) {
+      this.stream = this.data.openUpload(this.jobId);
+      // A cancelled job must not wait for chunks already on the wire.
+      signal.addEventListener('abort', () => this.cancel(), { once: true });
+    }
     await this.stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength);
   }
 
