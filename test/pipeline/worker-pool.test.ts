@@ -112,11 +112,11 @@ describe('ChunkWorkerPool', () => {
   });
 
   it('lets idle threads exit', async () => {
-    const p = pool({ size: 2, idleTimeoutMs: 50 });
+    const p = pool({ size: 2, idleTimeoutMs: 300 });
     await Promise.all([0, 1].map(() => p.hash(new ArrayBuffer(8), [{ offset: 0, length: 8 }])));
-    expect(p.threadCount).toBe(2);
-    await new Promise((r) => setTimeout(r, 400));
-    expect(p.threadCount).toBe(0);
+    // On a loaded machine one thread may have served both tasks, so at least one is running.
+    expect(p.threadCount).toBeGreaterThan(0);
+    await expect.poll(() => p.threadCount, { timeout: 5_000, interval: 50 }).toBe(0);
     // And starts new ones on demand.
     expect((await p.hash(new ArrayBuffer(8), [{ offset: 0, length: 8 }])).reply.digests).toEqual([null]);
   });
