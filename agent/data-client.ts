@@ -34,6 +34,8 @@ export class DataClient {
       'grpc.max_send_message_length': MAX_MESSAGE,
       // A separate channel from the control stream's client, so bulk data never queues behind it.
       'grpc.use_local_subchannel_pool': 1,
+      // HTTP/2's default 64 KiB window stalls 4 MiB chunks on every round trip (measured by the bench).
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
     });
   }
 

@@ -12,6 +12,8 @@ export async function scanInventory(targets: TargetConfig[], log: Logger): Promi
       driver: t.driver,
       disks: await Promise.all(
         t.disks.map(async (d) => {
+          // A qemu disk is a block node name, not a path; its size is known only to QEMU.
+          if (t.driver !== 'file') return { name: d.name, path: d.path, sizeBytes: 0 };
           try {
             return { name: d.name, path: d.path, sizeBytes: (await stat(d.path)).size };
           } catch (err) {

@@ -18,6 +18,9 @@ import type { BackupDisk } from '../db/entities/backup.js';
 import type { Orm } from '../db/orm.js';
 import { CHUNK_SIZE, DIGEST_BYTES, RepositoryError, type Repository } from '../repository/index.js';
 
+/** Chunks of one upload stream stored at once: overlaps their fsyncs without unbounded memory. */
+const UPLOAD_CONCURRENCY = 4;
+
 /** Bulk messages (indexes of 2 TiB disks are 16 MiB) need more than gRPC's 4 MiB default. */
 export const DATA_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -111,7 +114,9 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
 
     uploadChunks(call: ServerDuplexStream<UploadChunksRequest, UploadChunksResponse>) {
       let jobId: string | null = null;
-      let queue: Promise<void> = Promise.resolve();
+      let authorized: Promise<void> | null = null;
+      let inflight = 0;
+      let ended = false;
       let failed = false;
       const fail = (err: unknown) => {
         if (failed) return;
@@ -121,30 +126,40 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         if (e.code === status.INTERNAL) log.error({ err, job_id: jobId }, 'chunk upload failed');
         call.emit('error', e.toGrpc());
       };
+      const finishIfDone = () => {
+        if (ended && inflight === 0 && !failed) call.end();
+      };
       call.on('data', (req: UploadChunksRequest) => {
-        // Chunks are stored one after another; while one is written, flow control holds the rest.
-        call.pause();
-        queue = queue
+        if (failed) return;
+        if (authorized === null) {
+          jobId = req.jobId;
+          authorized = authorize(call, req.jobId, ['backup']).then(() => undefined);
+        }
+        // A few chunks are stored at once (their fsyncs overlap); beyond that, flow control holds the sender.
+        inflight += 1;
+        if (inflight >= UPLOAD_CONCURRENCY) call.pause();
+        authorized
           .then(async () => {
-            if (failed) return;
-            if (jobId === null) {
-              await authorize(call, req.jobId, ['backup']);
-              jobId = req.jobId;
-            } else if (req.jobId !== jobId) {
-              throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
-            }
+            if (req.jobId !== jobId) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
             if (req.digest.length !== DIGEST_BYTES) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'digest must be 32 bytes');
             const res = await repo.putChunk(req.digest.toString('hex'), req.data, 'zstd');
-            call.write({ digest: req.digest, created: res.created });
+            if (!failed) call.write({ digest: req.digest, created: res.created });
           })
-          .then(() => {
-            if (!failed) call.resume();
-          }, fail);
+          .then(
+            () => {
+              inflight -= 1;
+              if (!failed && call.isPaused() && inflight < UPLOAD_CONCURRENCY) call.resume();
+              finishIfDone();
+            },
+            (err: unknown) => {
+              inflight -= 1;
+              fail(err);
+            },
+          );
       });
       call.on('end', () => {
-        queue.then(() => {
-          if (!failed) call.end();
-        }, fail);
+        ended = true;
+        finishIfDone();
       });
     },
 

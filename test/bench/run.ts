@@ -1,5 +1,8 @@
 /**
- * `npm run bench`: the foundation benchmark. Starts a real hub process on a fresh database,
+ * `npm run bench [-- control-plane | data-plane]`: the benchmarks, both by default (or the ones
+ * named in BENCH, comma-separated). The data-plane one lives in data-plane/bench.ts.
+ *
+ * The control-plane benchmark starts a real hub process on a fresh database,
  * enrolls a fleet of agents through the real Enroll RPC, then
  *   1. times connect + Hello → HelloAck over fresh mTLS connections, against a bare grpc-js
  *      server with the same TLS setup (the transport floor), interleaved in the same run;
@@ -25,6 +28,7 @@ import { measureIdle, measureIdleFleet, onlineAgents, waitForOnline, type IdleFl
 import { cpuSecondsOf, fdLimitOf, memoryOf, MIB } from './proc-stats.js';
 import { count, kib, markdownTable, mib, ms, pct, ratio, verdict, type ResultRow } from './results-table.js';
 import { SimulatedFleet } from './simulated-agents.js';
+import { runDataPlane } from './data-plane/bench.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const HELLO_CONNECTS = Number(process.env.BENCH_HELLO_CONNECTS ?? 200);
@@ -56,7 +60,7 @@ interface Measured {
   peerFleet: IdleFleetResult;
 }
 
-async function main(): Promise<void> {
+async function runControlPlane(): Promise<void> {
   const fdLimit = fdLimitOf(process.pid);
   // Each agent holds one socket here and one in the server (a child, with the same limit).
   if (fdLimit < AGENTS + 512) throw new Error(`open-file limit ${fdLimit} is too low for ${AGENTS} agents; raise it (ulimit -n ${AGENTS * 2 + 1024})`);
@@ -74,16 +78,17 @@ async function main(): Promise<void> {
     if (dataDir) await rm(dataDir, { recursive: true, force: true }).finally(() => (dataDir = null));
   };
   // Should this process die without cleaning up, take the servers with it.
-  process.on('exit', () => {
+  const onExit = () => {
     hub?.child.kill('SIGKILL');
     peer?.child.kill('SIGKILL');
-  });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      progress(`${sig}: cleaning up`);
-      cleanup().finally(() => process.exit(130));
-    });
-  }
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    progress(`${sig}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   let m: Measured;
   try {
@@ -146,6 +151,10 @@ async function main(): Promise<void> {
     m = { startRss, enroll, hello, idle, peerIdleRss, fleet: result, hubStop: { ...exit, onlineAfter }, hubLog, peerFleet };
   } finally {
     await cleanup();
+    // The data-plane benchmark may run next with handlers of its own.
+    process.off('exit', onExit);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   report(m);
 }
@@ -248,7 +257,24 @@ function report(m: Measured): void {
   process.stdout.write(`Command: \`npm run bench\` (this run: ${elapsed()} after the build).\n`);
 }
 
-main().catch((err: unknown) => {
+const BENCHES = { 'control-plane': runControlPlane, 'data-plane': runDataPlane } as const;
+type BenchName = keyof typeof BENCHES;
+
+/** The benchmarks named on the command line or in BENCH (comma-separated); all of them by default. */
+function selected(): BenchName[] {
+  const names = [...process.argv.slice(2), ...(process.env.BENCH ?? '').split(',')].map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0 || names.includes('all')) return Object.keys(BENCHES) as BenchName[];
+  const unknown = names.filter((n) => !(n in BENCHES));
+  if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(', ')}; choose from ${Object.keys(BENCHES).join(', ')}`);
+  return (Object.keys(BENCHES) as BenchName[]).filter((n) => names.includes(n));
+}
+
+(async () => {
+  for (const name of selected()) {
+    progress(`running the ${name} benchmark`);
+    await BENCHES[name]();
+  }
+})().catch((err: unknown) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });
