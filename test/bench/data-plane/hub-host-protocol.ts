@@ -1,3 +1,4 @@
+import type { JobProgressCounters } from '../../../hub/db/entities/job.js';
 /** The IPC messages between the data-plane benchmark and its hub host (hub-host.ts). */
 
 export interface RestoreDestinationMsg {
@@ -28,17 +29,7 @@ export interface JobRow {
   error_code: string | null;
   error_message: string | null;
   backup_id: string | null;
-  progress: {
-    bytesTotal: number;
-    bytesDone: number;
-    bytesRead: number;
-    bytesTransferred: number;
-    bytesSent: number;
-    bytesReused: number;
-    bytesZero: number;
-    rateBytesPerSecond: number;
-    busy?: { sourceRead: number; hashCompress: number; network: number; hubWrite: number };
-  } | null;
+  progress: JobProgressCounters | null;
   result: { disks: { name: string; sizeBytes: number; sha256: string }[] } | null;
   created_at: string;
   started_at: string | null;
