@@ -59,6 +59,8 @@ export class HubConnection extends EventEmitter {
   private readonly seen = new SeenCommands();
   private call: ClientDuplexStream<ConnectRequest, ConnectResponse> | null = null;
   private stopped = false;
+  /** True between HelloAck and the stream's end: job events are written only then. */
+  private connected = false;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private readonly log: Logger;
@@ -113,8 +115,6 @@ export class HubConnection extends EventEmitter {
     this.call.write({ frame: { $case: 'jobEvent', value: ev } });
     return true;
   }
-
-  private connected = false;
 
   private async session(): Promise<StreamOutcome> {
     const inventory = await this.opts.inventory();

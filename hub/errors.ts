@@ -1,4 +1,4 @@
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 
 /**
  * Every error the hub reports on purpose, with its stable code and its gRPC status.
@@ -34,6 +34,17 @@ export const HUB_ERRORS = {
   SESSION_REPLACED: status.ABORTED,
   /** The hub is shutting down. */
   HUB_DRAINING: status.UNAVAILABLE,
+  /** Data plane: the job named is unknown, another agent's, not running, or of another kind. */
+  JOB_NOT_FOUND: status.NOT_FOUND,
+  JOB_NOT_OWNED: status.PERMISSION_DENIED,
+  JOB_NOT_RUNNING: status.FAILED_PRECONDITION,
+  WRONG_JOB_KIND: status.FAILED_PRECONDITION,
+  /** Data plane: content that does not match its digest, or a corrupt index. */
+  DATA_LOSS: status.DATA_LOSS,
+  INDEX_CORRUPT: status.DATA_LOSS,
+  /** Data plane: a chunk or index the repository does not hold. */
+  CHUNK_MISSING: status.NOT_FOUND,
+  INDEX_NOT_FOUND: status.NOT_FOUND,
   /** A backup of this target is already running: one job per target at a time. */
   TARGET_BUSY: status.FAILED_PRECONDITION,
   INTERNAL: status.INTERNAL,
@@ -54,8 +65,13 @@ export class HubError extends Error {
     return HUB_ERRORS[this.code];
   }
 
-  /** The shape grpc-js sends as a status: the code leads the details so clients can match it. */
-  toGrpc(): { code: status; details: string } {
-    return { code: this.grpcStatus, details: `${this.code}: ${this.message}` };
+  /**
+   * The shape grpc-js sends as a status: the code leads the details, and travels again in the
+   * `backhaul-error-code` trailer so clients can match it without parsing text.
+   */
+  toGrpc(): { code: status; details: string; metadata: Metadata } {
+    const metadata = new Metadata();
+    metadata.set('backhaul-error-code', this.code);
+    return { code: this.grpcStatus, details: `${this.code}: ${this.message}`, metadata };
   }
 }

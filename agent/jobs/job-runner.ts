@@ -55,6 +55,8 @@ const PHASE: Record<'snapshotting' | 'transferring' | 'finalizing', JobPhase> = 
 export class JobRunner {
   private readonly jobs = new Map<string, RunningJob>();
   private seq = 0;
+  /** Final reports on disk that the hub has not acknowledged, by sequence number. */
+  private readonly unacked = new Map<number, string>();
   private readonly reportsDir: string;
 
   constructor(private readonly deps: JobRunnerDeps) {
@@ -69,7 +71,10 @@ export class JobRunner {
       throw err;
     });
     this.seq = Number(saved) || 0;
-    for (const report of await this.pendingReports()) this.seq = Math.max(this.seq, report.seq);
+    for (const report of await this.pendingReports()) {
+      this.seq = Math.max(this.seq, report.seq);
+      this.unacked.set(report.seq, report.jobId);
+    }
   }
 
   /** Jobs this agent holds, for Hello: running ones and those whose final report awaits an ack. */
@@ -121,11 +126,12 @@ export class JobRunner {
 
   /** The hub answered a final report: settle the snapshot's bitmaps and forget the report. */
   async onEventAck(ack: EventAck): Promise<void> {
-    const report = (await this.pendingReports()).find((r) => r.seq === ack.seq);
-    if (!report) return;
-    const job = this.jobs.get(report.jobId);
+    // Most acks are for progress reports; only final reports have anything to settle.
+    const jobId = this.unacked.get(ack.seq);
+    if (jobId === undefined) return;
+    const job = this.jobs.get(jobId);
     if (ack.disposition === EventDisposition.EVENT_DISPOSITION_REFUSED && !job) {
-      this.deps.log.warn({ job_id: report.jobId, reason: ack.message }, 'the hub refused a final report; dropping it');
+      this.deps.log.warn({ job_id: jobId, reason: ack.message }, 'the hub refused a final report; dropping it');
     }
     if (job?.snapshot) {
       const snap = job.snapshot;
@@ -134,8 +140,9 @@ export class JobRunner {
       else await snap.abandoned();
       await snap.release();
     }
-    await rm(this.reportPath(report.jobId), { force: true });
-    this.jobs.delete(report.jobId);
+    await rm(this.reportPath(jobId), { force: true });
+    this.unacked.delete(ack.seq);
+    this.jobs.delete(jobId);
   }
 
   private nextSeq(): number {
@@ -173,6 +180,7 @@ export class JobRunner {
     const tmp = `${this.reportPath(job.id)}.tmp`;
     await writeFile(tmp, JSON.stringify(JobEvent.toJSON(ev)), { mode: 0o600, flush: true });
     await rename(tmp, this.reportPath(job.id));
+    this.unacked.set(seq, job.id);
     this.deps.send(ev);
   }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { certificateSha256 } from '../../shared/certs.js';
 import {
   EventDisposition,
@@ -47,6 +47,7 @@ export class AgentSession {
   epoch = 0;
   lastFrameAt = Date.now();
   private readonly certFingerprint: string | null;
+  private readonly certCommonName: string | null;
   private readonly pending = new Map<string, PendingCommand>();
   private log: Logger;
   /** Serialises frame handling: a frame's database work finishes before the next frame's starts. */
@@ -72,8 +73,6 @@ export class AgentSession {
     });
     if (!this.certFingerprint) this.close(new HubError('CLIENT_CERT_REQUIRED', 'Connect requires a client certificate issued by this hub; enroll the agent first'));
   }
-
-  private readonly certCommonName: string | null;
 
   private transition(to: SessionState): boolean {
     if (!canTransition(this.state, to)) return false;
@@ -193,9 +192,7 @@ export class AgentSession {
     this.pending.clear();
     if (!this.call.writableEnded && !this.call.cancelled) {
       if (err) {
-        const meta = new Metadata();
-        meta.set('backhaul-error-code', err.code);
-        this.call.emit('error', { ...err.toGrpc(), metadata: meta });
+        this.call.emit('error', err.toGrpc());
       } else {
         this.call.end();
       }

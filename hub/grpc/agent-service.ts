@@ -1,4 +1,4 @@
-import { Metadata, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AgentServiceService, type ConnectRequest, type ConnectResponse, type EnrollRequest, type EnrollResponse } from '../../shared/gen/backhaul/v1/agent.js';
 import type { Logger } from '../../shared/logger.js';
 import { enrollAgent } from '../agents/enrollment.js';
@@ -24,9 +24,7 @@ export function agentServiceHandlers(deps: { orm: Orm; ca: CertificateAuthority;
           const e = err instanceof HubError ? err : new HubError('INTERNAL', 'enrollment failed inside the hub');
           if (!(err instanceof HubError)) deps.log.error({ err }, 'enrollment failed');
           else deps.log.warn({ code: e.code, reason: e.message, peer: call.getPeer() }, 'enrollment refused');
-          const meta = new Metadata();
-          meta.set('backhaul-error-code', e.code);
-          callback({ ...e.toGrpc(), metadata: meta });
+          callback(e.toGrpc());
         });
     },
     connect(call: ServerDuplexStream<ConnectRequest | MalformedFrame, ConnectResponse>) {

@@ -1,4 +1,4 @@
-import { Metadata, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { certificateSha256 } from '../../shared/certs.js';
 import {
   DataServiceService,
@@ -13,9 +13,11 @@ import {
   type UploadChunksRequest,
   type UploadChunksResponse,
 } from '../../shared/gen/backhaul/v1/data.js';
+import { isUuid } from '../../shared/uuid.js';
 import type { Logger } from '../../shared/logger.js';
 import type { BackupDisk } from '../db/entities/backup.js';
 import type { Orm } from '../db/orm.js';
+import { HubError, type HubErrorCode } from '../errors.js';
 import { CHUNK_SIZE, DIGEST_BYTES, RepositoryError, type Repository } from '../repository/index.js';
 
 /** Chunks of one upload stream stored at once: overlaps their fsyncs without unbounded memory. */
@@ -24,42 +26,27 @@ const UPLOAD_CONCURRENCY = 4;
 /** Bulk messages (indexes of 2 TiB disks are 16 MiB) need more than gRPC's 4 MiB default. */
 export const DATA_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-class DataError extends Error {
-  constructor(
-    readonly code: status,
-    readonly errorCode: string,
-    message: string,
-  ) {
-    super(message);
-  }
-  toGrpc() {
-    const metadata = new Metadata();
-    metadata.set('backhaul-error-code', this.errorCode);
-    return { code: this.code, details: `${this.errorCode}: ${this.message}`, metadata };
-  }
-}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function toDataError(err: unknown): DataError {
-  if (err instanceof DataError) return err;
+/** Repository errors keep their code; anything unexpected becomes INTERNAL (and is logged by the caller). */
+function toHubError(err: unknown): HubError {
+  if (err instanceof HubError) return err;
   if (err instanceof RepositoryError) {
-    const map: Record<string, [status, string]> = {
-      DATA_LOSS: [status.DATA_LOSS, 'DATA_LOSS'],
-      INVALID_ARGUMENT: [status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-      CHUNK_MISSING: [status.NOT_FOUND, 'CHUNK_MISSING'],
-      INDEX_NOT_FOUND: [status.NOT_FOUND, 'INDEX_NOT_FOUND'],
-      INDEX_CORRUPT: [status.DATA_LOSS, 'INDEX_CORRUPT'],
+    const known: Partial<Record<string, HubErrorCode>> = {
+      DATA_LOSS: 'DATA_LOSS',
+      INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+      CHUNK_MISSING: 'CHUNK_MISSING',
+      INDEX_NOT_FOUND: 'INDEX_NOT_FOUND',
+      INDEX_CORRUPT: 'INDEX_CORRUPT',
     };
-    const [code, name] = map[err.code] ?? [status.INTERNAL, err.code];
-    return new DataError(code, name, err.message);
+    const code = known[err.code];
+    if (code) return new HubError(code, err.message);
   }
-  return new DataError(status.INTERNAL, 'INTERNAL', 'the hub failed to handle the request');
+  return new HubError('INTERNAL', 'the hub failed to handle the request');
 }
 
 /** Splits packed 32-byte digests into hex strings, refusing a ragged buffer. */
 function unpack(bytes: Buffer, field: string): string[] {
-  if (bytes.length % DIGEST_BYTES !== 0) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', `${field} must be a multiple of ${DIGEST_BYTES} bytes`);
+  if (bytes.length % DIGEST_BYTES !== 0) throw new HubError('INVALID_ARGUMENT', `${field} must be a multiple of ${DIGEST_BYTES} bytes`);
   const out: string[] = [];
   for (let i = 0; i < bytes.length; i += DIGEST_BYTES) out.push(bytes.subarray(i, i + DIGEST_BYTES).toString('hex'));
   return out;
@@ -75,8 +62,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
   /** The calling agent must hold the certificate on record and own the job, which must be live. */
   async function authorize(call: { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer; subject?: { CN?: string | string[] } } } | null }, jobId: string, kinds: string[]) {
     const cert = call.getAuthContext()?.sslPeerCertificate;
-    if (!cert?.raw) throw new DataError(status.UNAUTHENTICATED, 'CLIENT_CERT_REQUIRED', 'the data plane requires an enrolled agent certificate');
-    if (!UUID.test(jobId)) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'job_id must be a UUID');
+    if (!cert?.raw) throw new HubError('CLIENT_CERT_REQUIRED', 'the data plane requires an enrolled agent certificate');
+    if (!isUuid(jobId)) throw new HubError('INVALID_ARGUMENT', 'job_id must be a UUID');
     const rows = await orm.em
       .fork()
       .getConnection()
@@ -85,10 +72,10 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         [jobId],
       );
     const row = rows[0];
-    if (!row) throw new DataError(status.NOT_FOUND, 'JOB_NOT_FOUND', `job ${jobId} is not known to this hub`);
-    if (row.cert_fingerprint !== certificateSha256(cert.raw)) throw new DataError(status.PERMISSION_DENIED, 'JOB_NOT_OWNED', `job ${jobId} belongs to another agent`);
-    if (!['dispatched', 'running'].includes(row.status)) throw new DataError(status.FAILED_PRECONDITION, 'JOB_NOT_RUNNING', `job ${jobId} is ${row.status}`);
-    if (!kinds.includes(row.kind)) throw new DataError(status.FAILED_PRECONDITION, 'WRONG_JOB_KIND', `job ${jobId} is a ${row.kind} job`);
+    if (!row) throw new HubError('JOB_NOT_FOUND', `job ${jobId} is not known to this hub`);
+    if (row.cert_fingerprint !== certificateSha256(cert.raw)) throw new HubError('JOB_NOT_OWNED', `job ${jobId} belongs to another agent`);
+    if (!['dispatched', 'running'].includes(row.status)) throw new HubError('JOB_NOT_RUNNING', `job ${jobId} is ${row.status}`);
+    if (!kinds.includes(row.kind)) throw new HubError('WRONG_JOB_KIND', `job ${jobId} is a ${row.kind} job`);
     return row;
   }
 
@@ -98,8 +85,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
       fn(call).then(
         (res) => cb(null, res),
         (err: unknown) => {
-          const e = toDataError(err);
-          if (e.code === status.INTERNAL) log.error({ err }, 'data plane call failed');
+          const e = toHubError(err);
+          if (e.code === 'INTERNAL') log.error({ err }, 'data plane call failed');
           cb(e.toGrpc());
         },
       );
@@ -121,9 +108,9 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
       const fail = (err: unknown) => {
         if (failed) return;
         failed = true;
-        const e = toDataError(err);
-        if (e.errorCode === 'DATA_LOSS' && jobId) deps.onDataLoss(jobId, e.message);
-        if (e.code === status.INTERNAL) log.error({ err, job_id: jobId }, 'chunk upload failed');
+        const e = toHubError(err);
+        if (e.code === 'DATA_LOSS' && jobId) deps.onDataLoss(jobId, e.message);
+        if (e.code === 'INTERNAL') log.error({ err, job_id: jobId }, 'chunk upload failed');
         call.emit('error', e.toGrpc());
       };
       const finishIfDone = () => {
@@ -140,8 +127,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         if (inflight >= UPLOAD_CONCURRENCY) call.pause();
         authorized
           .then(async () => {
-            if (req.jobId !== jobId) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
-            if (req.digest.length !== DIGEST_BYTES) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'digest must be 32 bytes');
+            if (req.jobId !== jobId) throw new HubError('INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
+            if (req.digest.length !== DIGEST_BYTES) throw new HubError('INVALID_ARGUMENT', 'digest must be 32 bytes');
             const res = await repo.putChunk(req.digest.toString('hex'), req.data, 'zstd');
             if (!failed) call.write({ digest: req.digest, created: res.created });
           })
@@ -166,10 +153,10 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
     putIndex: unary<PutIndexRequest, PutIndexResponse>(async (call) => {
       const { jobId, diskName, diskSize, digests } = call.request;
       await authorize(call, jobId, ['backup']);
-      if (!diskName) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'disk_name is required');
+      if (!diskName) throw new HubError('INVALID_ARGUMENT', 'disk_name is required');
       const list = unpack(digests, 'digests');
       const expected = Math.ceil(diskSize / CHUNK_SIZE);
-      if (list.length !== expected) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', `a disk of ${diskSize} bytes has ${expected} chunks, the index has ${list.length}`);
+      if (list.length !== expected) throw new HubError('INVALID_ARGUMENT', `a disk of ${diskSize} bytes has ${expected} chunks, the index has ${list.length}`);
       const nonZero = list.filter((d) => !/^0+$/.test(d));
       const missing = await repo.missingChunks(nonZero);
       await orm.em
@@ -185,10 +172,10 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
 
     getIndex: unary<GetIndexRequest, GetIndexResponse>(async (call) => {
       await authorize(call, call.request.jobId, ['backup', 'restore']);
-      if (!UUID.test(call.request.backupId)) throw new DataError(status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'backup_id must be a UUID');
+      if (!isUuid(call.request.backupId)) throw new HubError('INVALID_ARGUMENT', 'backup_id must be a UUID');
       const rows = await orm.em.fork().getConnection().execute<{ disks: BackupDisk[] }[]>('select disks from backups where id = ?', [call.request.backupId]);
       const disk = rows[0]?.disks.find((d) => d.name === call.request.diskName);
-      if (!disk) throw new DataError(status.NOT_FOUND, 'INDEX_NOT_FOUND', `backup ${call.request.backupId} has no disk ${call.request.diskName}`);
+      if (!disk) throw new HubError('INDEX_NOT_FOUND', `backup ${call.request.backupId} has no disk ${call.request.diskName}`);
       const index = await repo.readIndex(repo.resolveIndexPath(disk.indexPath));
       return { diskSize: index.diskSize, chunkSize: index.chunkSize, digests: index.digests.bytes };
     }),
@@ -204,8 +191,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         }
         call.end();
       })().catch((err: unknown) => {
-        const e = toDataError(err);
-        if (e.code === status.INTERNAL) log.error({ err }, 'chunk download failed');
+        const e = toHubError(err);
+        if (e.code === 'INTERNAL') log.error({ err }, 'chunk download failed');
         call.emit('error', e.toGrpc());
       });
     },

@@ -1,4 +1,5 @@
 import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent } from '../../shared/gen/backhaul/v1/agent.js';
+import { isUuid } from '../../shared/uuid.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Orm } from '../db/orm.js';
 import type { Repository } from '../repository/index.js';
@@ -6,7 +7,6 @@ import { commitBackup } from './commit-backup.js';
 import { TERMINAL, type JobPhaseName, type JobStatusName } from './job-state.js';
 import { JobStore } from './job-store.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const PHASES: Record<number, JobPhaseName | null> = {
   [JobPhase.JOB_PHASE_SNAPSHOTTING]: 'snapshotting',
@@ -45,7 +45,7 @@ export class JobEvents {
       message,
       jobStatus: status ? STATUS_TO_PROTO[status] : JobStatus.JOB_STATUS_UNSPECIFIED,
     });
-    const job = UUID.test(ev.jobId) ? await jobs.get(ev.jobId) : null;
+    const job = isUuid(ev.jobId) ? await jobs.get(ev.jobId) : null;
     if (!job) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} is not known to this hub`);
     if (job.agentId !== agentId) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} belongs to another agent`);
     if (TERMINAL.has(job.status)) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, `job is already ${job.status}`);
@@ -54,7 +54,7 @@ export class JobEvents {
     if (e?.$case === 'progress') {
       if (ev.seq <= job.lastSeq) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'duplicate or older event');
       const p = e.value;
-      const applied = await jobs.applyProgress(job.id, ev.seq, PHASES[p.phase] ?? null, {
+      const applied = await jobs.applyProgress(job, ev.seq, PHASES[p.phase] ?? null, {
         bytesTotal: p.bytesTotal,
         bytesDone: p.bytesDone,
         bytesRead: p.bytesRead,

@@ -101,9 +101,10 @@ export class JobStore {
    * the last applied event. Counters never go backwards and the phase only moves forward, so a
    * late or reordered report cannot undo a newer one.
    */
-  async applyProgress(id: string, seq: number, phase: JobPhaseName | null, counters: JobProgressCounters): Promise<Job | null> {
-    const job = await this.get(id);
-    if (!job || TERMINAL.has(job.status) || seq <= job.lastSeq) return null;
+  async applyProgress(job: Job, seq: number, phase: JobPhaseName | null, counters: JobProgressCounters): Promise<Job | null> {
+    // `job` is the row the caller just read; the guarded update below rechecks what matters.
+    if (TERMINAL.has(job.status) || seq <= job.lastSeq) return null;
+    const id = job.id;
     const merged = mergeCounters(job.progress, counters);
     const nextPhase = phaseRank(phase) > phaseRank(job.phase) ? phase : job.phase;
     const rows = await this.em.getConnection().execute<Row[]>(

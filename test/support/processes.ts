@@ -13,7 +13,7 @@ const run = promisify(execFile);
 /** The project root, whether this runs from test/support (vitest) or dist/test/support (demo, bench). */
 export const ROOT = (() => {
   const here = fileURLToPath(new URL('.', import.meta.url));
-  return here.includes(`${'/dist/'}`) ? resolve(here, '../../..') : resolve(here, '../..');
+  return here.includes('/dist/') ? resolve(here, '../../..') : resolve(here, '../..');
 })();
 export const HUB_BIN = join(ROOT, 'dist/hub/main.js');
 export const AGENT_BIN = join(ROOT, 'dist/agent/main.js');
