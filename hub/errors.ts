@@ -47,6 +47,24 @@ export const HUB_ERRORS = {
   INDEX_NOT_FOUND: status.NOT_FOUND,
   /** A backup of this target is already running: one job per target at a time. */
   TARGET_BUSY: status.FAILED_PRECONDITION,
+  /** Lifecycle and API: an id that names nothing. */
+  NOT_FOUND: status.NOT_FOUND,
+  /** A name that must be unique is taken. */
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  /** Run now on a flow that has an execution running; details name it. */
+  FLOW_ALREADY_RUNNING: status.ABORTED,
+  /** Run now on a flow without targets. */
+  FLOW_HAS_NO_TARGETS: status.FAILED_PRECONDITION,
+  /** Run now on a disabled flow. */
+  FLOW_DISABLED: status.FAILED_PRECONDITION,
+  /** Deleting a flow while it runs, or a backup a running job reads. */
+  IN_USE: status.FAILED_PRECONDITION,
+  /** API: no token, or a token that is unknown or revoked. */
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  /** API: the token's role does not allow the action. */
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  /** The database cannot be reached right now; retry. */
+  UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
 } as const;
 
@@ -56,6 +74,8 @@ export class HubError extends Error {
   constructor(
     readonly code: HubErrorCode,
     message: string,
+    /** Structured facts for clients, such as the id of the running execution. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'HubError';

@@ -61,12 +61,12 @@ export async function commitBackup(
     committed = await em.transactional(async (tx) => {
       const done = await jobs.transition(job.id, 'succeeded', { backupId }, tx);
       if (!done) return null; // cancelled or failed meanwhile: the backup must not exist
-      await tx.getConnection().execute(
+      await tx.execute(
         `insert into backups (id, job_id, agent_id, target_id, parent_backup_id, disks, bytes_total, created_at)
          values (?, ?, ?, ?, ?, ?::jsonb, ?, now())`,
         [backupId, job.id, job.agentId, job.targetId, (job.params.parentBackupId as string) || null, JSON.stringify(disks), disks.reduce((s, d) => s + d.sizeBytes, 0)],
       );
-      await tx.getConnection().execute('delete from job_disk_indexes where job_id = ?', [job.id]);
+      await tx.execute('delete from job_disk_indexes where job_id = ?', [job.id]);
       return done;
     });
   } catch (err) {

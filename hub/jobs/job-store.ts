@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { HubError } from '../errors.js';
 import { Job, type JobKind, type JobProgressCounters } from '../db/entities/job.js';
+import { appendJobLog } from './job-log.js';
+import { settleExecution } from '../lifecycle/execution-settlement.js';
 import { phaseRank, sourcesOf, TERMINAL, type JobErrorCode, type JobPhaseName, type JobStatusName } from './job-state.js';
 
 type Row = Record<string, unknown>;
 
 /** Maps a jobs row (snake_case, from raw SQL) to the entity's shape. */
-function fromRow(r: Row): Job {
+export function jobFromRow(r: Row): Job {
   const j = new Job();
   Object.assign(j, {
     id: r.id,
@@ -28,6 +30,13 @@ function fromRow(r: Row): Job {
     startedAt: r.started_at,
     lastEventAt: r.last_event_at,
     completedAt: r.completed_at,
+    executionId: r.execution_id ?? null,
+    dispatchAttempts: Number(r.dispatch_attempts ?? 0),
+    dispatchedAt: r.dispatched_at ?? null,
+    ackedAt: r.acked_at ?? null,
+    abortSentAt: r.abort_sent_at ?? null,
+    stalledAt: r.stalled_at ?? null,
+    stallReason: r.stall_reason ?? null,
   });
   return j;
 }
@@ -39,44 +48,70 @@ function fromRow(r: Row): Job {
 export class JobStore {
   constructor(private readonly em: EntityManager) {}
 
-  async create(p: { kind: JobKind; agentId: string | null; targetId: string | null; params: Record<string, unknown> }): Promise<Job> {
-    const rows = await this.em
-      .getConnection()
+  async create(
+    p: { kind: JobKind; agentId: string | null; targetId: string | null; params: Record<string, unknown>; executionId?: string | null },
+    em: EntityManager = this.em,
+  ): Promise<Job> {
+    const rows = await em
       .execute<Row[]>(
-      `insert into jobs (id, kind, agent_id, target_id, status, params, command_id, created_at)
-       values (?, ?, ?, ?, 'queued', ?::jsonb, ?, now()) returning *`,
-        [randomUUID(), p.kind, p.agentId, p.targetId, JSON.stringify(p.params), randomUUID()],
+        `insert into jobs (id, kind, agent_id, target_id, status, params, command_id, execution_id, created_at)
+         values (?, ?, ?, ?, 'queued', ?::jsonb, ?, ?, now()) returning *`,
+        [randomUUID(), p.kind, p.agentId, p.targetId, JSON.stringify(p.params), randomUUID(), p.executionId ?? null],
       )
       .catch((err: unknown) => {
         if ((err as { constraint?: string }).constraint === 'jobs_one_live_per_target') {
-          throw new HubError('TARGET_BUSY', `target ${p.targetId} of agent ${p.agentId} already has a backup running`);
+          throw new HubError('TARGET_BUSY', `target ${p.targetId} of agent ${p.agentId} already has a job running`);
         }
         throw err;
       });
-    return fromRow(rows[0]!);
+    const job = jobFromRow(rows[0]!);
+    await appendJobLog(em, job.id, 'info', `${job.kind} job queued`);
+    return job;
   }
 
-  async get(id: string): Promise<Job | null> {
-    const rows = await this.em.getConnection().execute<Row[]>('select * from jobs where id = ?', [id]);
-    return rows[0] ? fromRow(rows[0]) : null;
+  async get(id: string, em: EntityManager = this.em): Promise<Job | null> {
+    const rows = await em.execute<Row[]>('select * from jobs where id = ?', [id]);
+    return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
-  /** Moves a job to `to` if the state machine allows it from its current status; null if not. */
+  /**
+   * Moves a job to `to` if the state machine allows it from its current status; null if not.
+   * A move to a terminal status settles the job's execution in the same transaction, so the
+   * execution's counters and status can never disagree with its job rows.
+   */
   async transition(
     id: string,
     to: JobStatusName,
     patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; onlyFrom?: JobStatusName[] } = {},
     em: EntityManager = this.em,
   ): Promise<Job | null> {
+    if (!TERMINAL.has(to)) return this.update(id, to, patch, em);
+    return em.transactional(async (tx) => {
+      const job = await this.update(id, to, patch, tx);
+      if (!job) return null;
+      const why = job.errorCode ? `: ${job.errorCode}: ${job.errorMessage ?? ''}` : '';
+      await appendJobLog(tx, job.id, to === 'succeeded' ? 'info' : 'warn', `job ${to}${why}`);
+      if (job.executionId) await settleExecution(tx, job.executionId);
+      return job;
+    });
+  }
+
+  private async update(
+    id: string,
+    to: JobStatusName,
+    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; onlyFrom?: JobStatusName[] },
+    em: EntityManager,
+  ): Promise<Job | null> {
     const terminal = TERMINAL.has(to);
     const from = sourcesOf(to).filter((s) => !patch.onlyFrom || patch.onlyFrom.includes(s));
     // A job that ends without success drops the indexes its agent sent, in the same statement.
-    const rows = await em.getConnection().execute<Row[]>(
+    const rows = await em.execute<Row[]>(
       `with t as (
          update jobs set status = ?,
            error_code = coalesce(?, error_code), error_message = coalesce(?, error_message),
            backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result),
            started_at = case when ? in ('running') then coalesce(started_at, now()) else started_at end,
+           dispatched_at = case when ? = 'dispatched' then now() else dispatched_at end,
            completed_at = case when ? then now() else null end
          where id = ? and status = any(?::text[]) returning *),
        d as (delete from job_disk_indexes where job_id in (select id from t where status in ('failed', 'cancelled')))
@@ -88,12 +123,13 @@ export class JobStore {
         patch.backupId ?? null,
         patch.result === undefined ? null : JSON.stringify(patch.result),
         to,
+        to,
         terminal,
         id,
         `{${from.join(',')}}`,
       ],
     );
-    return rows[0] ? fromRow(rows[0]) : null;
+    return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
   /**
@@ -107,20 +143,19 @@ export class JobStore {
     const id = job.id;
     const merged = mergeCounters(job.progress, counters);
     const nextPhase = phaseRank(phase) > phaseRank(job.phase) ? phase : job.phase;
-    const rows = await this.em.getConnection().execute<Row[]>(
-      `update jobs set progress = ?::jsonb, phase = ?, last_seq = ?, last_event_at = now(),
+    const rows = await this.em.execute<Row[]>(
+      `update jobs set progress = ?::jsonb, phase = ?, last_seq = ?, last_event_at = now(), stalled_at = null, stall_reason = null,
          status = case when status = 'dispatched' then 'running' else status end,
          started_at = coalesce(started_at, now())
        where id = ? and last_seq < ? and status in ('dispatched', 'running', 'cancelling') returning *`,
       [JSON.stringify(merged), nextPhase, seq, id, seq],
     );
-    return rows[0] ? fromRow(rows[0]) : null;
+    return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
   /** Replaces a live job's progress counters (hub jobs report their own progress). */
   async setProgress(id: string, counters: JobProgressCounters): Promise<void> {
     await this.em
-      .getConnection()
       .execute(
         "update jobs set progress = ?::jsonb, last_event_at = now() where id = ? and status in ('dispatched', 'running', 'cancelling')",
         [JSON.stringify(counters), id],
@@ -129,7 +164,7 @@ export class JobStore {
 
   /** Records that an event with this sequence number was seen, without other changes. */
   async bumpSeq(id: string, seq: number, em: EntityManager = this.em): Promise<void> {
-    await em.getConnection().execute('update jobs set last_seq = greatest(last_seq, ?), last_event_at = now() where id = ?', [seq, id]);
+    await em.execute('update jobs set last_seq = greatest(last_seq, ?), last_event_at = now(), stalled_at = null, stall_reason = null where id = ?', [seq, id]);
   }
 }
 

@@ -44,6 +44,16 @@ export class Job {
   startedAt: Date | null = null;
   lastEventAt: Date | null = null;
   completedAt: Date | null = null;
+  /** The execution this job belongs to; null for jobs started outside a flow. */
+  executionId: string | null = null;
+  /** How many times the start command was sent; it is re-sent with the same id until acknowledged. */
+  dispatchAttempts = 0;
+  dispatchedAt: Date | null = null;
+  ackedAt: Date | null = null;
+  abortSentAt: Date | null = null;
+  /** Set while the job is silent (agent gone, or no report within the stall timeout). */
+  stalledAt: Date | null = null;
+  stallReason: string | null = null;
 }
 
 export const JobSchema = new EntitySchema<Job>({
@@ -68,5 +78,12 @@ export const JobSchema = new EntitySchema<Job>({
     startedAt: { type: 'datetime', nullable: true },
     lastEventAt: { type: 'datetime', nullable: true },
     completedAt: { type: 'datetime', nullable: true },
+    executionId: { type: 'uuid', nullable: true },
+    dispatchAttempts: { type: 'integer', default: 0 },
+    dispatchedAt: { type: 'datetime', nullable: true },
+    ackedAt: { type: 'datetime', nullable: true },
+    abortSentAt: { type: 'datetime', nullable: true },
+    stalledAt: { type: 'datetime', nullable: true },
+    stallReason: { type: 'text', nullable: true },
   },
 });
