@@ -8,6 +8,8 @@ const names = z.union([z.array(z.string()), z.string().transform((s) => s.split(
 /** Every hub setting. `backhaul-hub settings` prints this table. */
 export const HUB_SETTINGS = {
   listen: { env: 'BACKHAUL_HUB_LISTEN', schema: z.string().default('0.0.0.0:7443'), doc: 'gRPC listen address (agents, enrollment).' },
+  httpListen: { env: 'BACKHAUL_HUB_HTTP_LISTEN', schema: z.string().default('0.0.0.0:8080'), doc: 'REST API listen address (host:port; port 0 picks a free one).' },
+  apiBodyLimitBytes: { env: 'BACKHAUL_HUB_API_BODY_LIMIT_BYTES', schema: z.coerce.number().int().positive().default(1024 * 1024), doc: 'Largest REST request body accepted; larger ones get 413.' },
   dataDir: {
     env: 'BACKHAUL_HUB_DATA_DIR',
     schema: z.string().default(process.env.STATE_DIRECTORY ?? '/var/lib/backhaul-hub'),

@@ -4,9 +4,11 @@ import { describeSettings, ConfigError } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { createJoinToken } from './agents/join-tokens.js';
+import { createApiToken, listApiTokens, revokeApiToken } from './auth/api-tokens.js';
 import { HUB_SETTINGS, loadHubConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { Agent } from './db/entities/agent.js';
+import { API_ROLES, type ApiRole } from './db/entities/api-token.js';
 import { migrate, openOrm, type Orm } from './db/orm.js';
 import { Hub } from './hub.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
@@ -69,6 +71,56 @@ token
     });
   });
 
+const apiToken = program.command('api-token').description('Manage bearer tokens of the REST API.');
+apiToken
+  .command('create')
+  .description('Create an API token and print its secret; the hub keeps only its hash, so this is the only time it is shown.')
+  .requiredOption('--name <name>', 'who or what uses the token, shown in the audit log')
+  .requiredOption('--role <role>', `${API_ROLES.join(' | ')}: viewer reads, operator also writes, admin also deletes backups`, parseRole)
+  .option('--json', 'print {id, name, role, token} as JSON')
+  .addHelpText('after', '\nExample:\n  backhaul-hub api-token create --name grafana --role viewer')
+  .action(async (opts: { name: string; role: ApiRole; json?: boolean }) => {
+    await withOrm(async (orm) => {
+      const t = await createApiToken(orm.em.fork(), opts.name, opts.role);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ id: t.id, name: t.name, role: t.role, token: t.token, created_at: t.createdAt.toISOString() })}\n`);
+        return;
+      }
+      process.stdout.write(`API token ${t.id} (${t.role}) for ${t.name}; it is shown only now:\n  ${t.token}\n\nUse it as:\n  curl -H "Authorization: Bearer ${t.token}" http://<hub-host>:8080/api/v1/flows\n`);
+    });
+  });
+apiToken
+  .command('list')
+  .description('List API tokens (never their secrets).')
+  .option('--json', 'print a JSON array')
+  .action(async (opts: { json?: boolean }) => {
+    await withOrm(async (orm) => {
+      const rows = (await listApiTokens(orm.em.fork())).map((t) => ({
+        id: t.id,
+        name: t.name,
+        role: t.role,
+        created_at: t.createdAt.toISOString(),
+        last_used_at: t.lastUsedAt?.toISOString() ?? null,
+        revoked_at: t.revokedAt?.toISOString() ?? null,
+      }));
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(rows)}\n`);
+        return;
+      }
+      process.stdout.write(formatTable(['ID', 'NAME', 'ROLE', 'CREATED', 'LAST USED', 'REVOKED'], rows.map((r) => [r.id, r.name, r.role, r.created_at, r.last_used_at ?? '-', r.revoked_at ?? '-'])));
+    });
+  });
+apiToken
+  .command('revoke')
+  .description('Revoke an API token: requests with it are refused (401) from now on.')
+  .argument('<id>', 'token id, from api-token list')
+  .action(async (id: string) => {
+    await withOrm(async (orm) => {
+      const t = await revokeApiToken(orm.em.fork(), id);
+      process.stdout.write(`revoked API token ${t.id} (${t.name}) at ${t.revokedAt!.toISOString()}\n`);
+    });
+  });
+
 program
   .command('agents')
   .description('List enrolled agents with their presence, straight from the database.')
@@ -123,6 +175,11 @@ function formatTable(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}
+
+function parseRole(v: string): ApiRole {
+  if (!(API_ROLES as readonly string[]).includes(v)) throw new InvalidArgumentError(`use one of ${API_ROLES.join(', ')}`);
+  return v as ApiRole;
 }
 
 function parseDuration(v: string): number {
