@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     const qemu = await hasQemu();
     step(1, `Starting the hub on 127.0.0.1:${port} with an embedded PostgreSQL in ${join(root, 'hub')}`);
     // The embedded defaults: no DATABASE_URL, whatever the caller's environment says.
-    const env: NodeJS.ProcessEnv = { ...process.env, BACKHAUL_HUB_LISTEN: `127.0.0.1:${port}`, BACKHAUL_HUB_DATA_DIR: join(root, 'hub') };
+    const env: NodeJS.ProcessEnv = { ...process.env, BACKHAUL_HUB_LISTEN: `127.0.0.1:${port}`, BACKHAUL_HUB_HTTP_LISTEN: '127.0.0.1:0', BACKHAUL_HUB_DATA_DIR: join(root, 'hub') };
     delete env.DATABASE_URL;
     const t0 = Date.now();
     hub = await Hub.start(loadHubConfig(undefined, env), createLogger('hub', 'warn'));

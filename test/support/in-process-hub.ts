@@ -14,6 +14,7 @@ export async function startInProcessHub(databaseUrl: string, env: Record<string,
   const cfg = loadHubConfig(undefined, {
     DATABASE_URL: databaseUrl,
     BACKHAUL_HUB_LISTEN: '127.0.0.1:0',
+    BACKHAUL_HUB_HTTP_LISTEN: '127.0.0.1:0',
     BACKHAUL_HUB_DATA_DIR: dataDir,
     BACKHAUL_HUB_ID: `test-hub-${process.pid}`,
     ...env,

@@ -86,7 +86,7 @@ export interface HubProcOptions {
 }
 
 export function hubEnv(o: HubProcOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, BACKHAUL_HUB_LISTEN: `127.0.0.1:${o.port}`, BACKHAUL_HUB_DATA_DIR: o.dataDir, ...o.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, BACKHAUL_HUB_LISTEN: `127.0.0.1:${o.port}`, BACKHAUL_HUB_HTTP_LISTEN: '127.0.0.1:0', BACKHAUL_HUB_DATA_DIR: o.dataDir, ...o.env };
   if (o.databaseUrl) env.DATABASE_URL = o.databaseUrl;
   else delete env.DATABASE_URL;
   return env;

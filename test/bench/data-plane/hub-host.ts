@@ -23,7 +23,7 @@ const send = (msg: unknown) => process.send!(msg);
 
 async function main(): Promise<void> {
   if (!process.send) throw new Error('hub-host must be started with child_process.fork (it needs an IPC channel)');
-  const cfg = loadHubConfig(undefined, { ...process.env, BACKHAUL_HUB_LISTEN: '127.0.0.1:0', BACKHAUL_HUB_ID: `bench-hub-${process.pid}` });
+  const cfg = loadHubConfig(undefined, { ...process.env, BACKHAUL_HUB_LISTEN: '127.0.0.1:0', BACKHAUL_HUB_HTTP_LISTEN: '127.0.0.1:0', BACKHAUL_HUB_ID: `bench-hub-${process.pid}` });
   const log = createLogger('hub', cfg.logLevel);
   // An experiment (http2-window-patch.ts), off by default: Backhaul as shipped runs without it.
   const window = windowBytesFromEnv();
