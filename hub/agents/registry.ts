@@ -20,6 +20,7 @@ export class SessionRegistry implements SessionHost {
   private timer: NodeJS.Timeout | null = null;
   presence!: Presence;
   jobEvents: SessionHost['jobEvents'] = null;
+  lifecycle: SessionHost['lifecycle'] = null;
 
   constructor(
     private readonly opts: RegistryOptions,
@@ -36,6 +37,11 @@ export class SessionRegistry implements SessionHost {
 
   get size(): number {
     return this.byAgent.size;
+  }
+
+  /** The agents whose streams this hub holds. */
+  agentIds(): string[] {
+    return [...this.byAgent.keys()];
   }
 
   connected(agentId: string): AgentSession | undefined {

@@ -24,6 +24,8 @@ export interface SessionHost {
   presence: Presence;
   /** Applies job events; absent only in hubs built without the job machinery. */
   jobEvents: { handle(agentId: string, ev: JobEvent): Promise<EventAck> } | null;
+  /** Reconciles an agent's jobs and targets when it connects; absent in hubs without the lifecycle. */
+  lifecycle: { agentConnected(agentId: string, hello: Hello): Promise<void>; inventoryUpdated(agentId: string, inventory: Hello['inventory']): Promise<void> } | null;
   hubId: string;
   heartbeatIntervalMs: number;
   log: Logger;
@@ -101,6 +103,7 @@ export class AgentSession {
         return this.onJobEvent(f.value);
       case 'inventoryUpdate':
         await this.host.presence.updateInventory(this.agentId!, this.epoch, f.value.inventory);
+        await this.host.lifecycle?.inventoryUpdated(this.agentId!, f.value.inventory);
         this.log.info({ targets: f.value.inventory.length }, 'inventory updated');
         return;
     }
@@ -126,6 +129,8 @@ export class AgentSession {
     this.transition('active');
     this.send({ frame: { $case: 'helloAck', value: { hubId: this.host.hubId, sessionEpoch: epoch, heartbeatIntervalMs: this.host.heartbeatIntervalMs } } });
     this.log.info({ version: hello.version, held_jobs: hello.heldJobs.length, targets: hello.inventory.length }, 'agent connected');
+    // Runs in the frame queue: the agent's replayed reports are handled after the reconciliation.
+    await this.host.lifecycle?.agentConnected(hello.agentId, hello);
   }
 
   private onCommandAck(ack: CommandAck): void {

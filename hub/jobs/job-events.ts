@@ -1,4 +1,7 @@
-import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent } from '../../shared/gen/backhaul/v1/agent.js';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent, type JobFinal } from '../../shared/gen/backhaul/v1/agent.js';
+import type { Job } from '../db/entities/job.js';
+import { appendJobLog } from './job-log.js';
 import { isUuid } from '../../shared/uuid.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Orm } from '../db/orm.js';
@@ -24,6 +27,13 @@ export const STATUS_TO_PROTO: Record<JobStatusName, JobStatus> = {
   cancelled: JobStatus.JOB_STATUS_CANCELLED,
 };
 
+export interface JobEventHooks {
+  /** A final report was handled: a slot on the agent may be free. */
+  jobEnded(): void;
+  /** The agent reports on a job that is terminal here: tell it to abort and clean up. */
+  abortOnAgent(agentId: string, jobId: string, reason: string): void;
+}
+
 /**
  * Applies agent events to jobs. Late, duplicate and reordered events end in the same state
  * as in-order ones: anything about a terminal job, or not newer than the last applied one, is
@@ -34,6 +44,7 @@ export class JobEvents {
     private readonly orm: Orm,
     private readonly repo: Repository,
     private readonly log: Logger,
+    private readonly hooks: JobEventHooks = { jobEnded: () => {}, abortOnAgent: () => {} },
   ) {}
 
   async handle(agentId: string, ev: JobEvent): Promise<EventAck> {
@@ -48,7 +59,11 @@ export class JobEvents {
     const job = isUuid(ev.jobId) ? await jobs.get(ev.jobId) : null;
     if (!job) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} is not known to this hub`);
     if (job.agentId !== agentId) return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, null, `job ${ev.jobId} belongs to another agent`);
-    if (TERMINAL.has(job.status)) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, `job is already ${job.status}`);
+    if (TERMINAL.has(job.status)) {
+      // Terminal is final. An agent still reporting progress still runs the job: stop it.
+      if (ev.event?.$case === 'progress') this.hooks.abortOnAgent(agentId, job.id, `the job is already ${job.status}`);
+      return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, `job is already ${job.status}`);
+    }
     const log = this.log.child({ job_id: job.id, agent_id: agentId });
     const e = ev.event;
     if (e?.$case === 'progress') {
@@ -71,29 +86,46 @@ export class JobEvents {
           hubWrite: p.busy?.hubWrite ?? 0,
         },
       });
-      if (p.note) log.info({ note: p.note }, 'job note');
+      if (p.note) {
+        log.info({ note: p.note }, 'job note');
+        await appendJobLog(em, job.id, 'info', p.note);
+      }
+      if (applied && applied.phase !== job.phase) await appendJobLog(em, job.id, 'info', `phase: ${applied.phase}`);
       return applied ? ack(EventDisposition.EVENT_DISPOSITION_APPLIED, applied.status) : ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'not applied');
     }
     if (e?.$case === 'final') {
-      const f = e.value;
-      await jobs.bumpSeq(job.id, ev.seq);
-      if (f.status !== JobStatus.JOB_STATUS_SUCCEEDED) {
-        const to: JobStatusName = f.status === JobStatus.JOB_STATUS_CANCELLED ? 'cancelled' : 'failed';
-        const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}` });
-        const now = done ?? (await jobs.get(job.id));
-        log.info({ status: now?.status, error_code: f.errorCode }, 'job ended on the agent');
-        return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, now?.status ?? null);
-      }
-      if (job.kind === 'restore') {
-        const done = await jobs.transition(job.id, 'succeeded', { result: { disks: f.disks.map((d) => ({ name: d.diskName, sizeBytes: d.sizeBytes, sha256: d.sha256 })) } });
-        return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (done ?? (await jobs.get(job.id)))?.status ?? null);
-      }
-      const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log);
-      if (outcome.ok) return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
-      const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message });
-      log.warn({ code: outcome.code, reason: outcome.message }, 'backup not committed');
-      return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (failed ?? (await jobs.get(job.id)))?.status ?? null, outcome.message);
+      const settled = await this.final(em, jobs, job, ev, e.value, log, ack);
+      this.hooks.jobEnded();
+      return settled;
     }
     return ack(EventDisposition.EVENT_DISPOSITION_REFUSED, job.status, 'the event carries nothing');
+  }
+
+  private async final(
+    em: EntityManager,
+    jobs: JobStore,
+    job: Job,
+    ev: JobEvent,
+    f: JobFinal,
+    log: Logger,
+    ack: (disposition: EventDisposition, status: JobStatusName | null, message?: string) => EventAck,
+  ): Promise<EventAck> {
+    await jobs.bumpSeq(job.id, ev.seq);
+    if (f.status !== JobStatus.JOB_STATUS_SUCCEEDED) {
+      const to: JobStatusName = f.status === JobStatus.JOB_STATUS_CANCELLED ? 'cancelled' : 'failed';
+      const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}` });
+      const now = done ?? (await jobs.get(job.id));
+      log.info({ status: now?.status, error_code: f.errorCode }, 'job ended on the agent');
+      return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, now?.status ?? null);
+    }
+    if (job.kind === 'restore') {
+      const done = await jobs.transition(job.id, 'succeeded', { result: { disks: f.disks.map((d) => ({ name: d.diskName, sizeBytes: d.sizeBytes, sha256: d.sha256 })) } });
+      return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (done ?? (await jobs.get(job.id)))?.status ?? null);
+    }
+    const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log);
+    if (outcome.ok) return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
+    const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message });
+    log.warn({ code: outcome.code, reason: outcome.message }, 'backup not committed');
+    return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (failed ?? (await jobs.get(job.id)))?.status ?? null, outcome.message);
   }
 }

@@ -47,5 +47,7 @@ export const JOB_ERROR_CODES = [
   'HUB_ERROR',
   /** Another garbage collection holds the lock. */
   'GC_BUSY',
+  /** The target already had a job running when the execution started. */
+  'TARGET_BUSY',
 ] as const;
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];

@@ -48,15 +48,27 @@ export function jobFromRow(r: Row): Job {
 export class JobStore {
   constructor(private readonly em: EntityManager) {}
 
+  /**
+   * Creates a queued job. `failWith` records a job that could not even be queued (its target is
+   * busy) as failed at once, so an execution still accounts for it.
+   */
   async create(
-    p: { kind: JobKind; agentId: string | null; targetId: string | null; params: Record<string, unknown>; executionId?: string | null },
+    p: {
+      kind: JobKind;
+      agentId: string | null;
+      targetId: string | null;
+      params: Record<string, unknown>;
+      executionId?: string | null;
+      failWith?: { code: JobErrorCode; message: string };
+    },
     em: EntityManager = this.em,
   ): Promise<Job> {
+    const f = p.failWith ?? null;
     const rows = await em
       .execute<Row[]>(
-        `insert into jobs (id, kind, agent_id, target_id, status, params, command_id, execution_id, created_at)
-         values (?, ?, ?, ?, 'queued', ?::jsonb, ?, ?, now()) returning *`,
-        [randomUUID(), p.kind, p.agentId, p.targetId, JSON.stringify(p.params), randomUUID(), p.executionId ?? null],
+        `insert into jobs (id, kind, agent_id, target_id, status, params, command_id, execution_id, error_code, error_message, created_at, completed_at)
+         values (?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, now(), case when ? then now() end) returning *`,
+        [randomUUID(), p.kind, p.agentId, p.targetId, f ? 'failed' : 'queued', JSON.stringify(p.params), randomUUID(), p.executionId ?? null, f?.code ?? null, f?.message ?? null, f !== null],
       )
       .catch((err: unknown) => {
         if ((err as { constraint?: string }).constraint === 'jobs_one_live_per_target') {
@@ -65,7 +77,7 @@ export class JobStore {
         throw err;
       });
     const job = jobFromRow(rows[0]!);
-    await appendJobLog(em, job.id, 'info', `${job.kind} job queued`);
+    await appendJobLog(em, job.id, f ? 'warn' : 'info', f ? `${job.kind} job not started: ${f.code}: ${f.message}` : `${job.kind} job queued`);
     return job;
   }
 

@@ -5,6 +5,7 @@ import type { Job, JobKind, JobProgressCounters } from '../db/entities/job.js';
 import type { Orm } from '../db/orm.js';
 import { HubError } from '../errors.js';
 import { selectForPrune, type PrunePolicy, type Repository } from '../repository/index.js';
+import { removeBackup } from './backup-removal.js';
 import { JobStore } from './job-store.js';
 
 /** Advisory lock key: one garbage collection at a time across every hub on the database. */
@@ -66,25 +67,15 @@ export class MaintenanceJobs {
    */
   startPrune(agentId: string, targetId: string, policy: PrunePolicy, timeZone?: string): Promise<{ job: Job; done: Promise<Job> }> {
     return this.start('prune', { agentId, targetId, policy, timeZone: timeZone ?? null }, async (jobs, job, report) => {
-      const conn = this.orm.em.fork().getConnection();
-      const rows = await conn.execute<{ id: string; created_at: Date }[]>('select id, created_at from backups where agent_id = ? and target_id = ? order by created_at', [agentId, targetId]);
+      const em = this.orm.em.fork();
+      const rows = await em.execute<{ id: string; created_at: Date }[]>('select id, created_at from backups where agent_id = ? and target_id = ? order by created_at', [agentId, targetId]);
       const decision = selectForPrune(rows.map((r) => ({ id: r.id, createdAt: new Date(r.created_at) })), policy, new Date(), timeZone ? { timeZone } : {});
       const removed: string[] = [];
       const inUse: string[] = [];
       for (const [i, b] of decision.remove.entries()) {
-        // The row goes first, and only if no live job reads the backup; its indexes follow.
-        const gone = await conn.execute<{ id: string }[]>(
-          `delete from backups b where b.id = ? and not exists (
-             select 1 from jobs j where j.status in ('queued', 'dispatched', 'running', 'cancelling')
-               and j.kind in ('restore', 'verify') and j.params->>'backupId' = b.id::text)
-           returning b.id`,
-          [b.id],
-        );
-        if (gone.length === 0) {
-          inUse.push(b.id);
-          continue;
-        }
-        await this.repo.discardBackup(b.id);
+        const outcome = await removeBackup(em, this.repo, b.id);
+        if (outcome === 'in_use') inUse.push(b.id);
+        if (outcome !== 'removed') continue;
         removed.push(b.id);
         report(i + 1, decision.remove.length);
       }

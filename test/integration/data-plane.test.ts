@@ -41,8 +41,7 @@ function dataClient(e: Enrolled): DataServiceClient {
 const call = <T>(fn: (cb: (err: ServiceError | null, res: T) => void) => void) => new Promise<T>((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res))));
 
 /** Answers the next command of the given kind with an acceptance, and returns it. */
-async function acceptNext(kind: 'startBackup' | 'startRestore') {
-  const from = stream.received.length;
+async function acceptNext(kind: 'startBackup' | 'startRestore', from = stream.received.length) {
   const frame = await stream.next((f) => f.frame?.$case === 'command' && f.frame.value.kind?.$case === kind, 10_000, from);
   const cmd = (frame.frame as Extract<ConnectResponse['frame'], { $case: 'command' }>).value;
   stream.send({ $case: 'commandAck', value: { commandId: cmd.commandId, accepted: true, errorCode: '', message: '' } });
@@ -71,10 +70,12 @@ async function sendEvent(jobId: string, event: { $case: 'final'; value: { status
 const final = (s: JobStatus) => ({ $case: 'final' as const, value: { status: s, errorCode: '', errorMessage: '', disks: [] as never[] } });
 
 async function backupOnce(): Promise<{ jobId: string }> {
-  const started = hub.jobs.startBackup(agent.agentId, 'vm1');
-  const cmd = await acceptNext('startBackup');
-  const job = await started;
-  expect(job.status).toBe('dispatched');
+  // The job is queued at once; the dispatcher sends it to the connected agent.
+  const from = stream.received.length;
+  const job = await hub.jobs.startBackup(agent.agentId, 'vm1');
+  expect(job.status).toBe('queued');
+  const cmd = await acceptNext('startBackup', from);
+  expect((await query(db.url, 'select status from jobs where id = $1', [job.id]))[0]!.status).toBe('dispatched');
   expect(cmd.kind?.$case === 'startBackup' && cmd.kind.value.jobId).toBe(job.id);
   return { jobId: job.id };
 }
@@ -173,9 +174,9 @@ describe('data plane: backup commit', () => {
 describe('data plane: restore', () => {
   it('serves a committed backup’s index and verified chunks to a restore job, and records the reported SHA-256', async () => {
     const [backup] = await query<{ id: string }>(db.url, 'select id from backups order by created_at desc limit 1');
-    const started = hub.jobs.startRestore(backup!.id, agent.agentId, [{ diskName: 'sda', path: '/tmp/restored.raw', format: 'raw', create: true }]);
-    await acceptNext('startRestore');
-    const job = await started;
+    const mark = stream.received.length;
+    const job = await hub.jobs.startRestore(backup!.id, agent.agentId, [{ diskName: 'sda', path: '/tmp/restored.raw', format: 'raw', create: true }]);
+    await acceptNext('startRestore', mark);
     const index = await call<{ diskSize: number; digests: Buffer }>((cb) => data.getIndex({ jobId: job.id, backupId: backup!.id, diskName: 'sda' }, cb));
     expect(index.diskSize).toBe(IMAGE.length);
     const wanted: Buffer[] = [];
