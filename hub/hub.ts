@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
+import type { FastifyInstance } from 'fastify';
 import { serverKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
 import type { Logger } from '../shared/logger.js';
 import { Presence } from './agents/presence.js';
@@ -14,8 +15,12 @@ import { dataServiceDefinition, dataServiceHandlers, DATA_MAX_MESSAGE_BYTES } fr
 import { JobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { MaintenanceJobs } from './jobs/maintenance-jobs.js';
+import { Lifecycle } from './lifecycle/lifecycle.js';
+import { ReadModel } from './lifecycle/read-model.js';
+import { HubMetrics } from './metrics.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
 import { Repository } from './repository/index.js';
+import { startRestServer } from './rest/server.js';
 import type { CertificateAuthority } from './pki/ca.js';
 
 /** A running hub: database, CA, the agents' gRPC service and the sessions it holds. */
@@ -32,9 +37,14 @@ export class Hub {
     readonly presence: Presence,
     readonly server: Server,
     readonly port: number,
+    /** The REST API (fastify); closed first on stop. */
+    readonly rest: FastifyInstance,
+    readonly httpPort: number,
     readonly repo: Repository,
     readonly jobs: JobService,
     readonly maintenance: MaintenanceJobs,
+    readonly lifecycle: Lifecycle,
+    readonly metrics: HubMetrics,
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
@@ -58,21 +68,37 @@ export class Hub {
       await presence.markHeldAgentsOffline();
 
       const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
-      registry.jobEvents = new JobEvents(orm, repo, log);
-      const jobs = new JobService(orm, registry, log);
+      const metrics = new HubMetrics();
+      // The job service wakes the lifecycle's dispatcher, which is built from it: hence the late binding.
+      const jobs = new JobService(orm, () => lifecycle.dispatcher.kick());
       const maintenance = new MaintenanceJobs(orm, repo, db.url, log);
+      const lifecycle = new Lifecycle(orm, registry, jobs, maintenance, repo, cfg, metrics, log);
+      registry.jobEvents = new JobEvents(orm, repo, log, { jobEnded: () => lifecycle.jobEnded(), abortOnAgent: (a, j, r) => lifecycle.abortOnAgent(a, j, r) });
+      registry.lifecycle = lifecycle;
+      const onDataLoss = async (jobId: string, msg: string) => {
+        const job = await jobs.failWithDataLoss(jobId, msg);
+        if (job?.agentId) lifecycle.abortOnAgent(job.agentId, jobId, `DATA_LOSS: ${msg}`);
+      };
 
       const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, ...cfg.tlsNames]);
       const server = new Server({ ...serverKeepalive, 'grpc.max_receive_message_length': DATA_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': DATA_MAX_MESSAGE_BYTES });
       server.addService(agentServiceDefinition, agentServiceHandlers({ orm, ca, registry, log }));
-      server.addService(dataServiceDefinition, dataServiceHandlers({ orm, repo, log, onDataLoss: (jobId, msg) => void jobs.failWithDataLoss(jobId, msg) }));
+      server.addService(dataServiceDefinition, dataServiceHandlers({ orm, repo, log, onDataLoss: (jobId, msg) => void onDataLoss(jobId, msg).catch((err: unknown) => log.error({ err, job_id: jobId }, 'cannot record data loss')) }));
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
       );
+      const rest = await startRestServer(
+        { orm, log, read: new ReadModel(orm), lifecycle },
+        { listen: cfg.httpListen, bodyLimitBytes: cfg.apiBodyLimitBytes },
+      ).catch((err: unknown) => {
+        server.forceShutdown();
+        throw err;
+      });
       registry.start();
       presence.start();
-      log.info({ listen: cfg.listen, port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, repo, jobs, maintenance);
+      lifecycle.start();
+      log.info({ listen: cfg.listen, port, http_port: rest.port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics);
     } catch (err) {
       await orm?.close();
       await db.stop();
@@ -87,10 +113,13 @@ export class Hub {
   stop(reason = 'hub shutting down'): Promise<void> {
     this.stopping ??= (async () => {
       const deadline = Date.now() + this.cfg.shutdownTimeoutMs;
+      // REST first: no new API call may start work on a hub that is going away.
+      await this.rest.close();
       // Close the listener first: agents told to come back must not reconnect to this hub.
       const listenerClosed = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
       const drained = this.registry.drainAll(reason, this.cfg.drainReconnectMs);
       this.log.info({ agents: drained, reason }, 'draining agent streams');
+      await this.lifecycle.stop();
       await this.presence.stop();
       const cut = setTimeout(() => {
         this.log.warn('streams still open at the deadline; cutting them');
