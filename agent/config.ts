@@ -21,6 +21,11 @@ export const AGENT_SETTINGS = {
   },
   hub: { env: 'BACKHAUL_AGENT_HUB', schema: z.string().optional(), doc: 'Hub address host:port; defaults to the one used at enrollment.' },
   maxConcurrentJobs: { env: 'BACKHAUL_AGENT_MAX_JOBS', schema: z.coerce.number().int().min(1).max(64).default(2), doc: 'Jobs this agent runs at once (told to the hub).' },
+  readLimitBytesPerSecond: {
+    env: 'BACKHAUL_AGENT_READ_LIMIT_BPS',
+    schema: z.coerce.number().int().min(0).default(0),
+    doc: "Cap on a backup's disk reads in bytes per second, shared by its disks, to spare the guests' I/O; 0 means no cap.",
+  },
   targets: { env: 'BACKHAUL_AGENT_TARGETS', schema: z.array(targetSchema).default([]), doc: 'Protectable targets: [{id, name, driver, disks: [{name, path}], options?}] (JSON).' },
   reconnectBaseMs: { env: 'BACKHAUL_AGENT_RECONNECT_BASE_MS', schema: z.coerce.number().int().positive().default(500), doc: 'First reconnect delay ceiling.' },
   reconnectCapMs: { env: 'BACKHAUL_AGENT_RECONNECT_CAP_MS', schema: z.coerce.number().int().positive().default(30_000), doc: 'Largest reconnect delay.' },

@@ -49,7 +49,7 @@ program
     const drivers = createDrivers({ runtimeDir: process.env.RUNTIME_DIRECTORY });
     const data = new DataClient(hub, creds);
     let conn: HubConnection | null = null;
-    const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
+    const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, readLimitBytesPerSecond: cfg.readLimitBytesPerSecond, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
     await jobs.init();
     // Whatever jobs of a previous run left on the hypervisor (bitmaps, exports, overlays) goes now:
     // no job runs yet, and unsettled bitmaps are merged back so the next backup sees every change.

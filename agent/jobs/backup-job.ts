@@ -4,6 +4,7 @@ import type { DataClient } from '../data-client.js';
 import type { Driver, Snapshot } from '../drivers/driver.js';
 import { runBackup, type PipelineProgress } from '../pipeline/index.js';
 import { GrpcChunkSink } from './grpc-chunk-sink.js';
+import { ReadThrottle } from './read-throttle.js';
 
 export class BackupJobError extends Error {
   constructor(
@@ -32,6 +33,8 @@ export async function runBackupJob(
   data: DataClient,
   hooks: BackupJobHooks,
   signal: AbortSignal,
+  /** Cap on disk reads in bytes per second for the whole job; 0 reads as fast as it can. */
+  readLimitBytesPerSecond = 0,
 ): Promise<{ snapshot: Snapshot; disks: DiskResult[] }> {
   const t = cmd.target!;
   const driver = drivers.get(t.driver);
@@ -57,7 +60,9 @@ export async function runBackupJob(
     const sink = new GrpcChunkSink(data, cmd.jobId);
     let result;
     try {
-      result = await runBackup({ disks: snapshot.disks.map((view, i) => ({ view, parentDigests: parents[i]! })), sink, signal, onProgress: hooks.progress });
+      const throttle = readLimitBytesPerSecond > 0 ? new ReadThrottle(readLimitBytesPerSecond, signal) : null;
+      const views = snapshot.disks.map((v) => throttle?.wrap(v) ?? v);
+      result = await runBackup({ disks: views.map((view, i) => ({ view, parentDigests: parents[i]! })), sink, signal, onProgress: hooks.progress });
       await sink.close();
     } catch (err) {
       sink.cancel();

@@ -34,6 +34,8 @@ export interface JobRunnerDeps {
   drivers: Map<string, Driver>;
   data: DataClient;
   maxConcurrentJobs: number;
+  /** Cap on a backup's disk reads, bytes per second; 0 for none. */
+  readLimitBytesPerSecond?: number;
   /** Driver options of a configured target (QMP socket paths and the like), by target id. */
   targetOptions: (targetId: string) => Record<string, string>;
   log: Logger;
@@ -104,7 +106,10 @@ export class JobRunner {
     if (k?.$case !== 'startBackup' && k?.$case !== 'startRestore') return ack(false, 'UNSUPPORTED_COMMAND', 'not a job command');
     const jobId = k.value.jobId;
     if (this.jobs.has(jobId)) return ack(true, '', 'already running'); // a repeated command
-    if (this.jobs.size >= this.deps.maxConcurrentJobs) return ack(false, 'AT_CAPACITY', `this agent runs at most ${this.deps.maxConcurrentJobs} jobs`);
+    // A job whose final report is written no longer works; it only waits for the hub's verdict.
+    // The hub frees its slot on that report, so it must be free here too.
+    const working = [...this.jobs.values()].filter((j) => j.status === JobStatus.JOB_STATUS_RUNNING).length;
+    if (working >= this.deps.maxConcurrentJobs) return ack(false, 'AT_CAPACITY', `this agent runs at most ${this.deps.maxConcurrentJobs} jobs`);
     if (k.$case === 'startBackup' && !this.deps.drivers.has(k.value.target?.driver ?? '')) {
       return ack(false, 'UNKNOWN_DRIVER', `this agent has no driver "${k.value.target?.driver}"`);
     }
@@ -207,6 +212,7 @@ export class JobRunner {
           },
         },
         job.abort.signal,
+        this.deps.readLimitBytesPerSecond ?? 0,
       );
       job.snapshot = snapshot;
       await this.final(job, JobStatus.JOB_STATUS_SUCCEEDED, disks);

@@ -4,6 +4,7 @@
  * move a job along two paths, and a terminal job never changes again.
  *
  *   queued → dispatched → running → (cancelling) → succeeded | failed | cancelled
+ *   dispatched → queued when the agent has no free slot after all
  */
 export const JOB_STATUSES = ['queued', 'dispatched', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'] as const;
 export type JobStatusName = (typeof JOB_STATUSES)[number];
@@ -12,7 +13,8 @@ export const TERMINAL: ReadonlySet<JobStatusName> = new Set(['succeeded', 'faile
 
 export const JOB_TRANSITIONS: Record<JobStatusName, readonly JobStatusName[]> = {
   queued: ['dispatched', 'cancelled', 'failed'],
-  dispatched: ['running', 'cancelling', 'succeeded', 'failed', 'cancelled'],
+  // Back to the queue when the agent refused the start for lack of a free slot.
+  dispatched: ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'],
   running: ['cancelling', 'succeeded', 'failed', 'cancelled'],
   cancelling: ['cancelled', 'failed', 'succeeded'],
   succeeded: [],

@@ -27,6 +27,8 @@ type Row = Record<string, unknown>;
  */
 export class Dispatcher {
   private readonly inFlight = new Set<string>();
+  /** Agents that refused a start for lack of a slot, until when they get no new one. */
+  private readonly fullUntil = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -87,8 +89,9 @@ export class Dispatcher {
       byAgent.set(job.agentId!, entry);
     }
     const now = Date.now();
-    for (const { max, jobs } of byAgent.values()) {
-      let free = max - jobs.filter((j) => j.status !== 'queued').length;
+    for (const [agentId, { max, jobs }] of byAgent) {
+      const full = (this.fullUntil.get(agentId) ?? 0) > now;
+      let free = full ? 0 : max - jobs.filter((j) => j.status !== 'queued').length;
       for (const job of jobs) {
         if (this.inFlight.has(job.id)) continue;
         if (job.status === 'dispatched' && !job.ackedAt && now - (job.dispatchedAt?.getTime() ?? 0) >= this.settings.ackTimeoutMs) {
@@ -134,6 +137,15 @@ export class Dispatcher {
         if (ack.accepted) {
           await tx.execute('update jobs set acked_at = coalesce(acked_at, now()) where id = ?', [job.id]);
           await appendJobLog(tx, job.id, 'info', 'the agent accepted the job');
+          return;
+        }
+        if (ack.errorCode === 'AT_CAPACITY') {
+          // Not a failure: the agent's count of its slots ran ahead of ours. Back to the queue,
+          // and no more starts on that agent for a while; the queue timeout bounds the waiting.
+          this.fullUntil.set(job.agentId!, Date.now() + Math.max(500, this.settings.dispatchIntervalMs));
+          await tx.execute('update jobs set dispatch_attempts = greatest(dispatch_attempts - 1, 0) where id = ?', [job.id]);
+          await new JobStore(tx).transition(job.id, 'queued', { onlyFrom: ['dispatched'] });
+          await appendJobLog(tx, job.id, 'info', `the agent had no free slot (${ack.message}); back in the queue`);
           return;
         }
         await new JobStore(tx).transition(job.id, 'failed', { errorCode: 'DISPATCH_FAILED', errorMessage: `the agent refused the job: ${ack.errorCode}: ${ack.message}` });
