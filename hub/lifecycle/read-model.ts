@@ -105,6 +105,8 @@ export interface JobView {
   started_at: string | null;
   completed_at: string | null;
   backup_id: string | null;
+  /** What an ended job produced: a restore's disks with their SHA-256, a verify's chunk counts and corrupt digests, a prune's removals. */
+  result: Record<string, unknown> | null;
 }
 
 export interface JobCounts {
@@ -249,6 +251,7 @@ export function jobView(r: Row): JobView {
     started_at: iso(r.started_at),
     completed_at: iso(r.completed_at),
     backup_id: (r.backup_id as string | null) ?? null,
+    result: (r.result as Record<string, unknown> | null) ?? null,
   };
 }
 

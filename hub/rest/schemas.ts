@@ -235,6 +235,7 @@ export const Job = named(
     started_at: timestamp().nullable(),
     completed_at: timestamp().nullable(),
     backup_id: uuid().nullable(),
+    result: z.record(z.string(), z.unknown()).nullable().describe("what an ended job produced: a restore's disks with their SHA-256, a verify's chunk counts and corrupt digests, a prune's removals"),
   }) satisfies z.ZodType<JobView>,
 );
 
