@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../support/processes.js';
 import { StorageDaemon } from '../support/qemu.js';
-import { assertInvariants } from './invariants.js';
 import { FAST_LIFECYCLE, MiB, Stack, type StackAgent } from './stack.js';
 
 const AGENT_LOST_GRACE_MS = Number(FAST_LIFECYCLE.BACKHAUL_HUB_AGENT_LOST_GRACE_MS);
@@ -25,7 +24,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await assertInvariants(stack.db.url);
+  await stack.checkTruth();
 });
 
 afterAll(async () => {

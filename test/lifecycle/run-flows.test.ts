@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { query } from '../support/database.js';
 import { tempDir } from '../support/processes.js';
-import { assertInvariants, runningExecutions } from './invariants.js';
+import { runningExecutions } from './invariants.js';
 import { fileTarget, MiB, rawImage, Stack, type StackAgent } from './stack.js';
 
 let stack: Stack;
@@ -32,7 +32,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await assertInvariants(stack.db.url);
+  await stack.checkTruth();
 });
 
 afterAll(async () => {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import type { ExecutionDetailView, JobView } from '../../hub/lifecycle/read-model.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { assertInvariants } from './invariants.js';
 import { enrollAgent, eventually, freePort, HUB_BIN, hubEnv, startAgent, startHub, tempDir, type HubProcOptions, type Proc } from '../support/processes.js';
 
 const run = promisify(execFile);
@@ -171,6 +172,16 @@ export class Stack {
   /** Waits until a job of the execution satisfies pred, and returns it. */
   async jobWhere(executionId: string, pred: (j: JobView) => boolean, timeoutMs = 30_000, what = 'job state'): Promise<JobView> {
     return eventually(async () => (await this.execution(executionId)).jobs.find(pred) ?? null, timeoutMs, what);
+  }
+
+  /**
+   * The truth rules over the database, and that no hub's reconciler had to fix anything: in a
+   * correct system the event path settles every execution by itself.
+   */
+  async checkTruth(): Promise<void> {
+    await assertInvariants(this.db.url);
+    const fixes = this.procs.filter((p) => p.name === 'hub').flatMap((p) => p.lines.filter((l) => l.msg === 'reconciler fixed an execution the event path missed'));
+    expect(fixes).toEqual([]);
   }
 
   async stop(): Promise<void> {
