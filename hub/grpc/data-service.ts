@@ -19,6 +19,7 @@ import type { BackupDisk } from '../db/entities/backup.js';
 import type { Orm } from '../db/orm.js';
 import { HubError, type HubErrorCode } from '../errors.js';
 import { CHUNK_SIZE, DIGEST_BYTES, RepositoryError, type Repository } from '../repository/index.js';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 
 /** Chunks of one upload stream stored at once: overlaps their fsyncs without unbounded memory. */
 const UPLOAD_CONCURRENCY = 4;
@@ -41,6 +42,8 @@ function toHubError(err: unknown): HubError {
     const code = known[err.code];
     if (code) return new HubError(code, err.message);
   }
+  // The agent may retry an outage of the database; it is no fault of the hub's code.
+  if (isDatabaseUnavailable(err)) return new HubError('UNAVAILABLE', 'the hub cannot reach its database; retry later');
   return new HubError('INTERNAL', 'the hub failed to handle the request');
 }
 

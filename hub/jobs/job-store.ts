@@ -8,6 +8,11 @@ import { phaseRank, sourcesOf, TERMINAL, type JobErrorCode, type JobPhaseName, t
 
 type Row = Record<string, unknown>;
 
+/** A timestamp column of a raw row: the driver may hand it back as a string; the entity holds Dates. */
+function date(v: unknown): Date | null {
+  return v === null || v === undefined ? null : v instanceof Date ? v : new Date(v as string);
+}
+
 /** Maps a jobs row (snake_case, from raw SQL) to the entity's shape. */
 export function jobFromRow(r: Row): Job {
   const j = new Job();
@@ -26,16 +31,16 @@ export function jobFromRow(r: Row): Job {
     errorMessage: r.error_message,
     backupId: r.backup_id,
     result: r.result,
-    createdAt: r.created_at,
-    startedAt: r.started_at,
-    lastEventAt: r.last_event_at,
-    completedAt: r.completed_at,
+    createdAt: date(r.created_at),
+    startedAt: date(r.started_at),
+    lastEventAt: date(r.last_event_at),
+    completedAt: date(r.completed_at),
     executionId: r.execution_id ?? null,
     dispatchAttempts: Number(r.dispatch_attempts ?? 0),
-    dispatchedAt: r.dispatched_at ?? null,
-    ackedAt: r.acked_at ?? null,
-    abortSentAt: r.abort_sent_at ?? null,
-    stalledAt: r.stalled_at ?? null,
+    dispatchedAt: date(r.dispatched_at),
+    ackedAt: date(r.acked_at),
+    abortSentAt: date(r.abort_sent_at),
+    stalledAt: date(r.stalled_at),
     stallReason: r.stall_reason ?? null,
   });
   return j;

@@ -172,6 +172,8 @@ describe('verify, prune and garbage collection as hub jobs', () => {
     await writeFile(image, randomBytes(384 * MiB));
     const agentId = await setup([{ id: 'vm-big', name: 'big vm', driver: 'file', disks: [{ name: 'sda', path: image }] }]);
     const job = await hub.jobs.startBackup(agentId, 'vm-big');
+    // Cancel it mid-run (a queued job would simply be cancelled before it started).
+    await eventually(async () => (await query<{ status: string }>(db.url, 'select status from jobs where id = $1', [job.id]))[0]?.status === 'running', 20_000, 'the job to run');
     const now = await hub.jobs.cancel(job.id);
     expect(now!.status).toBe('cancelling');
     const row = await finished(job.id);

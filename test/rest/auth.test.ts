@@ -26,7 +26,7 @@ function hubCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 
 describe('REST authentication', () => {
   it('refuses requests without a token, with a malformed header, and with an unknown token (401 UNAUTHENTICATED)', async () => {
-    for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }, { authorization: 'Bearer' }, { authorization: `Bearer bh_${'A'.repeat(43)}` }, { authorization: 'Bearer not-ours' }]) {
+    for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }, { authorization: 'Bearer' }, { authorization: `Bearer bh_${'A'.repeat(43)}` }, { authorization: 'Bearer not-ours' }] as Record<string, string>[]) {
       const r = await api(h, null, 'GET', '/api/v1/flows', undefined, headers);
       expect(r.status, JSON.stringify(headers)).toBe(401);
       expectErrorShape(r.body);
