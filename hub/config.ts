@@ -47,6 +47,10 @@ export const HUB_SETTINGS = {
   failoverGraceMs: { env: 'BACKHAUL_HUB_FAILOVER_GRACE_MS', schema: ms(60_000), doc: 'After the hub starts, time agents have to reconnect before anything is called lost.' },
   jobTimeoutMs: { env: 'BACKHAUL_HUB_JOB_TIMEOUT_MS', schema: ms(86_400_000), doc: 'A job running longer than this fails TIMED_OUT.' },
   queueTimeoutMs: { env: 'BACKHAUL_HUB_QUEUE_TIMEOUT_MS', schema: ms(21_600_000), doc: 'A job queued longer than this (agent busy) fails TIMED_OUT.' },
+  schedulerIntervalMs: { env: 'BACKHAUL_HUB_SCHEDULER_INTERVAL_MS', schema: ms(1_000), doc: 'Period of the scheduler: due flow ticks, retention, the GC schedule.' },
+  catchUpAfterMs: { env: 'BACKHAUL_HUB_CATCH_UP_AFTER_MS', schema: ms(60_000), doc: 'A tick found later than this was missed (no hub ran): missed ticks give one catch-up run.' },
+  gcSchedule: { env: 'BACKHAUL_HUB_GC_SCHEDULE', schema: z.string().default('0 3 * * *'), doc: 'Cron (UTC) of the scheduled garbage collection; empty for none.' },
+  gcGraceMs: { env: 'BACKHAUL_HUB_GC_GRACE_MS', schema: ms(6 * 3_600_000), doc: 'GC never frees chunks younger than this: a backup in flight may name them.' },
   dbPoolMax: { env: 'BACKHAUL_HUB_DB_POOL_MAX', schema: ms(10), doc: 'Maximum PostgreSQL connections of this hub.' },
   logLevel: { env: 'LOG_LEVEL', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'), doc: 'pino log level.' },
 } satisfies Settings;

@@ -65,8 +65,9 @@ export class MaintenanceJobs {
    * Removes the backups of one target that the policy does not keep. A backup that a live
    * restore or verify uses is kept whatever the policy says. Chunks are freed by GC later.
    */
-  startPrune(agentId: string, targetId: string, policy: PrunePolicy, timeZone?: string): Promise<{ job: Job; done: Promise<Job> }> {
-    return this.start('prune', { agentId, targetId, policy, timeZone: timeZone ?? null }, async (jobs, job, report) => {
+  startPrune(agentId: string, targetId: string, policy: PrunePolicy, timeZone?: string, afterExecutionId?: string): Promise<{ job: Job; done: Promise<Job> }> {
+    const params = { agentId, targetId, policy, timeZone: timeZone ?? null, afterExecutionId: afterExecutionId ?? null };
+    return this.start('prune', params, async (jobs, job, report) => {
       const em = this.orm.em.fork();
       const rows = await em.execute<{ id: string; created_at: Date }[]>('select id, created_at from backups where agent_id = ? and target_id = ? order by created_at', [agentId, targetId]);
       const decision = selectForPrune(rows.map((r) => ({ id: r.id, createdAt: new Date(r.created_at) })), policy, new Date(), timeZone ? { timeZone } : {});
@@ -80,7 +81,7 @@ export class MaintenanceJobs {
         report(i + 1, decision.remove.length);
       }
       this.log.info({ job_id: job.id, removed: removed.length, kept: decision.keep.length, in_use: inUse.length }, 'prune done');
-      return jobs.transition(job.id, 'succeeded', { result: { removed, kept: decision.keep.map((k) => k.backup.id), keptInUse: inUse } });
+      return jobs.transition(job.id, 'succeeded', { result: { backupsRemoved: removed.length, removed, kept: decision.keep.map((k) => k.backup.id), keptInUse: inUse } });
     });
   }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { FlowSchedule, RetentionPolicy } from '../db/entities/flow.js';
+import { nextTick } from './schedule.js';
 import type { InventoryDisk } from '../db/entities/agent.js';
 import type { Orm } from '../db/orm.js';
 import { HubError } from '../errors.js';
@@ -31,10 +32,11 @@ export class Flows {
     const id = randomUUID();
     await this.orm.em.fork().transactional(async (tx) => {
       try {
+        const enabled = input.enabled ?? true;
         await tx.execute(
-          `insert into flows (id, name, description, schedule, retention, enabled, created_at, updated_at)
-           values (?, ?, ?, ?::jsonb, ?::jsonb, ?, now(), now())`,
-          [id, input.name, input.description ?? null, json(input.schedule), json(input.retention), input.enabled ?? true],
+          `insert into flows (id, name, description, schedule, retention, enabled, next_run_at, created_at, updated_at)
+           values (?, ?, ?, ?::jsonb, ?::jsonb, ?, ?, now(), now())`,
+          [id, input.name, input.description ?? null, json(input.schedule), json(input.retention), enabled, nextRunAt(input.schedule ?? null, enabled)],
         );
       } catch (err) {
         if (isUniqueViolation(err, 'flows_name_key')) throw new HubError('ALREADY_EXISTS', `a flow named "${input.name}" exists`, { field: 'name' });
@@ -47,8 +49,8 @@ export class Flows {
 
   async update(id: string, patch: Partial<FlowInput>): Promise<void> {
     await this.orm.em.fork().transactional(async (tx) => {
-      const rows = await tx.execute('select 1 from flows where id = ? for update', [id]);
-      if (rows.length === 0) throw new HubError('NOT_FOUND', `flow ${id} does not exist`);
+      const rows = await tx.execute<{ schedule: FlowSchedule | null; enabled: boolean }[]>('select schedule, enabled from flows where id = ? for update', [id]);
+      if (!rows[0]) throw new HubError('NOT_FOUND', `flow ${id} does not exist`);
       const sets: string[] = [];
       const values: unknown[] = [];
       const set = (column: string, value: unknown, cast = '') => {
@@ -60,6 +62,10 @@ export class Flows {
       if (patch.schedule !== undefined) set('schedule', json(patch.schedule), '::jsonb');
       if (patch.retention !== undefined) set('retention', json(patch.retention), '::jsonb');
       if (patch.enabled !== undefined) set('enabled', patch.enabled);
+      // A new schedule, or a flow switched on, counts from now; missed ticks of a disabled flow never fire.
+      if (patch.schedule !== undefined || patch.enabled !== undefined) {
+        set('next_run_at', nextRunAt(patch.schedule === undefined ? rows[0].schedule : patch.schedule, patch.enabled ?? rows[0].enabled));
+      }
       try {
         await tx.execute(`update flows set ${[...sets, 'updated_at = now()'].join(', ')} where id = ?`, [...values, id]);
       } catch (err) {
@@ -85,8 +91,7 @@ export class Flows {
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<void> {
-    const rows = await this.orm.em.fork().execute('update flows set enabled = ?, updated_at = now() where id = ? returning id', [enabled, id]);
-    if (rows.length === 0) throw new HubError('NOT_FOUND', `flow ${id} does not exist`);
+    await this.update(id, { enabled });
   }
 
   /**
@@ -95,48 +100,61 @@ export class Flows {
    * once with TARGET_BUSY, so the execution still accounts for every target.
    */
   async run(id: string, trigger: ExecutionTrigger): Promise<string> {
-    const executionId = randomUUID();
-    await this.orm.em.fork().transactional(async (tx) => {
-      const flows = await tx.execute<{ name: string; enabled: boolean }[]>('select name, enabled from flows where id = ? for update', [id]);
-      const flow = flows[0];
-      if (!flow) throw new HubError('NOT_FOUND', `flow ${id} does not exist`);
-      if (!flow.enabled) throw new HubError('FLOW_DISABLED', `flow "${flow.name}" is disabled; enable it to run it`);
-      const running = await tx.execute<{ id: string }[]>(`select id from executions where flow_id = ? and status = 'running'`, [id]);
-      if (running[0]) throw new HubError('FLOW_ALREADY_RUNNING', `flow "${flow.name}" is already running as execution ${running[0].id}`, { execution_id: running[0].id });
-      const targets = await tx.execute<{ agent_id: string; ref: string; name: string; driver: string; disks: InventoryDisk[]; options: Record<string, string> }[]>(
-        `select t.agent_id, t.ref, t.name, t.driver, t.disks, t.options from flow_targets ft join targets t on t.id = ft.target_id
-          where ft.flow_id = ? order by t.name, t.id`,
-        [id],
-      );
-      if (targets.length === 0) throw new HubError('FLOW_HAS_NO_TARGETS', `flow "${flow.name}" has no targets; add some before running it`);
-      await tx.execute(
-        `insert into executions (id, flow_id, flow_name, trigger, status, jobs_total, created_at) values (?, ?, ?, ?, 'running', ?, now())`,
-        [executionId, id, flow.name, trigger, targets.length],
-      );
-      for (const t of targets) {
-        const target = { agentId: t.agent_id, ref: t.ref, name: t.name, driver: t.driver, disks: t.disks, options: t.options };
-        try {
-          await tx.transactional((sp) => this.jobs.createBackup(sp, target, executionId));
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'TARGET_BUSY') throw err;
-          await new JobStore(tx).create(
-            {
-              kind: 'backup',
-              agentId: t.agent_id,
-              targetId: t.ref,
-              executionId,
-              params: { target: { id: t.ref, name: t.name, driver: t.driver, disks: t.disks } },
-              failWith: { code: 'TARGET_BUSY', message: (err as Error).message },
-            },
-            tx,
-          );
-        }
-      }
-      await settleExecution(tx, executionId);
-    });
+    const executionId = await this.orm.em.fork().transactional((tx) => this.runIn(tx, id, trigger));
     this.jobs.kickDispatcher();
     return executionId;
   }
+
+  /**
+   * The body of run, on the caller's transaction (the scheduler records the tick in the same
+   * one). `tick` names the scheduled time this run is for, and whether it catches up missed ones.
+   */
+  async runIn(tx: EntityManager, id: string, trigger: ExecutionTrigger, tick?: { at: Date; catchUp: boolean }): Promise<string> {
+    const executionId = randomUUID();
+    const flows = await tx.execute<{ name: string; enabled: boolean }[]>('select name, enabled from flows where id = ? for update', [id]);
+    const flow = flows[0];
+    if (!flow) throw new HubError('NOT_FOUND', `flow ${id} does not exist`);
+    if (!flow.enabled) throw new HubError('FLOW_DISABLED', `flow "${flow.name}" is disabled; enable it to run it`);
+    const running = await tx.execute<{ id: string }[]>(`select id from executions where flow_id = ? and status = 'running'`, [id]);
+    if (running[0]) throw new HubError('FLOW_ALREADY_RUNNING', `flow "${flow.name}" is already running as execution ${running[0].id}`, { execution_id: running[0].id });
+    const targets = await tx.execute<{ agent_id: string; ref: string; name: string; driver: string; disks: InventoryDisk[]; options: Record<string, string> }[]>(
+      `select t.agent_id, t.ref, t.name, t.driver, t.disks, t.options from flow_targets ft join targets t on t.id = ft.target_id
+        where ft.flow_id = ? order by t.name, t.id`,
+      [id],
+    );
+    if (targets.length === 0) throw new HubError('FLOW_HAS_NO_TARGETS', `flow "${flow.name}" has no targets; add some before running it`);
+    await tx.execute(
+      `insert into executions (id, flow_id, flow_name, trigger, status, jobs_total, scheduled_for, catch_up, created_at)
+       values (?, ?, ?, ?, 'running', ?, ?, ?, now())`,
+      [executionId, id, flow.name, trigger, targets.length, tick?.at ?? null, tick?.catchUp ?? false],
+    );
+    for (const t of targets) {
+      const target = { agentId: t.agent_id, ref: t.ref, name: t.name, driver: t.driver, disks: t.disks, options: t.options };
+      try {
+        await tx.transactional((sp) => this.jobs.createBackup(sp, target, executionId));
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'TARGET_BUSY') throw err;
+        await new JobStore(tx).create(
+          {
+            kind: 'backup',
+            agentId: t.agent_id,
+            targetId: t.ref,
+            executionId,
+            params: { target: { id: t.ref, name: t.name, driver: t.driver, disks: t.disks } },
+            failWith: { code: 'TARGET_BUSY', message: (err as Error).message },
+          },
+          tx,
+        );
+      }
+    }
+    await settleExecution(tx, executionId);
+    return executionId;
+  }
+}
+
+/** When an enabled flow with this schedule runs next, counted from now; null if it never does. */
+export function nextRunAt(schedule: FlowSchedule | null, enabled: boolean): Date | null {
+  return enabled && schedule ? nextTick(schedule, new Date()) : null;
 }
 
 function json(v: unknown): string | null {

@@ -14,9 +14,10 @@ import { Dispatcher, type DispatchSettings } from './dispatcher.js';
 import type { ExecutionTrigger } from './execution-state.js';
 import { Flows, type FlowInput } from './flows.js';
 import { Monitor, type MonitorSettings } from './monitor.js';
+import { Scheduler, type SchedulerSettings } from './scheduler.js';
 import { addTarget, syncInventory, type NewTarget } from './targets.js';
 
-export type LifecycleSettings = DispatchSettings & MonitorSettings;
+export type LifecycleSettings = DispatchSettings & MonitorSettings & SchedulerSettings;
 
 /** An id from outside: anything that is not a UUID names nothing. */
 function mustBeId(id: string, what: string): void {
@@ -31,6 +32,7 @@ function mustBeId(id: string, what: string): void {
 export class Lifecycle {
   readonly dispatcher: Dispatcher;
   readonly monitor: Monitor;
+  readonly scheduler: Scheduler;
   private readonly flows: Flows;
 
   constructor(
@@ -46,15 +48,17 @@ export class Lifecycle {
     this.dispatcher = new Dispatcher(orm, registry, settings, log);
     this.monitor = new Monitor(orm, settings, metrics, log, (agentId, jobId, reason) => this.abortOnAgent(agentId, jobId, reason));
     this.flows = new Flows(orm, jobs);
+    this.scheduler = new Scheduler(orm, this.flows, maintenance, settings, log, () => this.dispatcher.kick());
   }
 
   start(): void {
     this.dispatcher.start();
     this.monitor.start();
+    this.scheduler.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.dispatcher.stop(), this.monitor.stop()]);
+    await Promise.all([this.dispatcher.stop(), this.monitor.stop(), this.scheduler.stop()]);
   }
 
   // Targets

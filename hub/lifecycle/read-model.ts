@@ -62,6 +62,8 @@ export interface FlowView {
   schedule: { cron: string; timezone: string } | null;
   retention: RetentionView | null;
   enabled: boolean;
+  /** When the schedule fires next; null without a schedule or while disabled. */
+  next_run_at: string | null;
   created_at: string;
   updated_at: string;
   statistics: {
@@ -124,6 +126,10 @@ export interface ExecutionView {
   flow_id: string | null;
   flow_name: string;
   trigger: ExecutionTrigger;
+  /** The schedule's tick this run is for (scheduled runs only). */
+  scheduled_for: string | null;
+  /** A scheduled run that stands for ticks missed while no hub ran. */
+  catch_up: boolean;
   status: ExecutionStatusName;
   started_at: string;
   completed_at: string | null;
@@ -135,6 +141,8 @@ export interface ExecutionView {
 
 export interface ExecutionDetailView extends ExecutionView {
   jobs: JobView[];
+  /** The prune jobs the flow's retention started after this execution ended. */
+  retention_jobs: JobView[];
 }
 
 export interface BackupDiskView {
@@ -156,6 +164,17 @@ export interface BackupView {
   disks: BackupDiskView[];
   bytes_total: number;
   created_at: string;
+}
+
+export interface FlowTickView {
+  tick_at: string;
+  /** started: a run on time; catch_up: one run for ticks missed while no hub ran; skipped: no run (reason says why). */
+  outcome: 'started' | 'catch_up' | 'skipped';
+  missed_ticks: number;
+  /** The run started, or for a skip because the flow was still running, that run. */
+  execution_id: string | null;
+  reason: string | null;
+  recorded_at: string;
 }
 
 export interface JobLogLineView {
@@ -263,6 +282,8 @@ function executionView(r: Row, jobs: readonly { status: JobStatusName; bytes_don
     flow_id: (r.flow_id as string | null) ?? null,
     flow_name: r.flow_name as string,
     trigger: r.trigger as ExecutionTrigger,
+    scheduled_for: iso(r.scheduled_for),
+    catch_up: Boolean(r.catch_up),
     status,
     started_at: iso(r.created_at)!,
     completed_at: iso(r.completed_at),
@@ -332,6 +353,7 @@ function flowView(r: Row): FlowView {
       ? { keep_last: optNum(retention.keepLast), keep_daily: optNum(retention.keepDaily), keep_weekly: optNum(retention.keepWeekly), keep_monthly: optNum(retention.keepMonthly) }
       : null,
     enabled: Boolean(r.enabled),
+    next_run_at: iso(r.next_run_at),
     created_at: iso(r.created_at)!,
     updated_at: iso(r.updated_at)!,
     statistics: {
@@ -465,7 +487,23 @@ export class ReadModel {
     const rows = await em.execute<Row[]>('select * from executions where id = ?', [id]);
     if (!rows[0]) return null;
     const jobs = (await em.execute<Row[]>(`${JOB_SELECT} where j.execution_id = ? order by j.created_at, j.id`, [id])).map(jobView);
-    return { ...executionView(rows[0], jobs), jobs };
+    const retention = (await em.execute<Row[]>(`${JOB_SELECT} where j.kind = 'prune' and j.params->>'afterExecutionId' = ? order by j.created_at, j.id`, [id])).map(jobView);
+    return { ...executionView(rows[0], jobs), jobs, retention_jobs: retention };
+  }
+
+  /** The flow's schedule history, newest tick first: runs started, caught up and skipped; null when there is no such flow. */
+  async getFlowHistory(id: string, limit: number): Promise<FlowTickView[] | null> {
+    const em = this.em();
+    if ((await em.execute('select 1 from flows where id = ?', [id])).length === 0) return null;
+    const rows = await em.execute<Row[]>('select * from flow_ticks where flow_id = ? order by tick_at desc limit ?', [id, limit]);
+    return rows.map((r) => ({
+      tick_at: iso(r.tick_at)!,
+      outcome: r.outcome as FlowTickView['outcome'],
+      missed_ticks: num(r.missed_ticks),
+      execution_id: (r.execution_id as string | null) ?? null,
+      reason: (r.reason as string | null) ?? null,
+      recorded_at: iso(r.recorded_at)!,
+    }));
   }
 
   getJob(id: string): Promise<JobView | null> {

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { FlowInput } from '../lifecycle/flows.js';
 import { actionRoute, found, route } from './route.js';
-import { CreateFlowRequest, ExecutionDetail, Flow, FlowList, IdParams, UpdateFlowRequest } from './schemas.js';
+import { CreateFlowRequest, ExecutionDetail, Flow, FlowHistory, FlowHistoryQuery, FlowList, IdParams, UpdateFlowRequest } from './schemas.js';
 
 type RetentionBody = NonNullable<z.output<typeof CreateFlowRequest>['retention']>;
 
@@ -100,6 +100,17 @@ export const flowsRoutes = [
     handler: async ({ deps, params }) => {
       await deps.lifecycle.deleteFlow(params.id);
     },
+  }),
+  route({
+    method: 'GET',
+    url: '/api/v1/flows/:id/history',
+    access: 'viewer',
+    summary: "The flow's schedule history, newest tick first: runs started on time, catch-up runs after downtime, and skipped ticks with their reason.",
+    params: IdParams,
+    query: FlowHistoryQuery,
+    status: 200,
+    response: FlowHistory,
+    handler: async ({ deps, params, query }) => ({ items: found('flow', params.id, await deps.read.getFlowHistory(params.id, query.limit)) }),
   }),
   setEnabled(true),
   setEnabled(false),

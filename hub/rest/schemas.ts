@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES, EXECUTION_TRIGGERS } from '../lifecycle/execution-state.js';
 import { JOB_PHASES, JOB_STATUSES } from '../jobs/job-state.js';
+import { scheduleProblem } from '../lifecycle/schedule.js';
 import type {
   AgentView,
   BackupView,
   ExecutionDetailView,
   ExecutionView,
+  FlowTickView,
   FlowView,
   JobLogLineView,
   JobView,
@@ -57,10 +59,15 @@ const isTimeZone = (tz: string): boolean => {
   }
 };
 
-const ScheduleInput = z.strictObject({
-  cron: z.string().trim().min(1).max(200).describe('five-field cron expression, such as "0 2 * * *"'),
-  timezone: z.string().max(100).refine(isTimeZone, 'must be an IANA time zone, such as "Europe/Paris"').default('UTC'),
-});
+const ScheduleInput = z
+  .strictObject({
+    cron: z.string().trim().min(1).max(200).describe('cron expression: five fields, such as "0 2 * * *", or six with seconds first'),
+    timezone: z.string().max(100).refine(isTimeZone, 'must be an IANA time zone, such as "Europe/Paris"').default('UTC'),
+  })
+  .superRefine((v, ctx) => {
+    const problem = scheduleProblem(v);
+    if (problem?.field === 'cron') ctx.addIssue({ code: 'custom', path: ['cron'], message: problem.message });
+  });
 
 const keep = () => z.number().int().min(0).max(100_000).optional();
 const RetentionInput = z.strictObject({ keep_last: keep(), keep_daily: keep(), keep_weekly: keep(), keep_monthly: keep() });
@@ -190,6 +197,7 @@ export const Flow = named(
     schedule: z.object({ cron: z.string(), timezone: z.string() }).nullable(),
     retention: z.object({ keep_last: keepOut(), keep_daily: keepOut(), keep_weekly: keepOut(), keep_monthly: keepOut() }).nullable(),
     enabled: z.boolean(),
+    next_run_at: timestamp().nullable().describe('when the schedule fires next; null without a schedule or while disabled'),
     created_at: timestamp(),
     updated_at: timestamp(),
     statistics: z.object({
@@ -244,6 +252,8 @@ const executionFields = {
   flow_id: uuid().nullable(),
   flow_name: z.string(),
   trigger: z.enum(EXECUTION_TRIGGERS),
+  scheduled_for: timestamp().nullable().describe("the schedule's tick this run is for"),
+  catch_up: z.boolean().describe('a scheduled run standing for ticks missed while no hub ran'),
   status: z.enum(EXECUTION_STATUSES),
   started_at: timestamp(),
   completed_at: timestamp().nullable(),
@@ -261,7 +271,28 @@ const executionFields = {
 };
 
 export const Execution = named('Execution', z.object(executionFields) satisfies z.ZodType<ExecutionView>);
-export const ExecutionDetail = named('ExecutionDetail', z.object({ ...executionFields, jobs: z.array(Job) }) satisfies z.ZodType<ExecutionDetailView>);
+export const ExecutionDetail = named(
+  'ExecutionDetail',
+  z.object({ ...executionFields, jobs: z.array(Job), retention_jobs: z.array(Job).describe("prune jobs the flow's retention started after it ended") }) satisfies z.ZodType<ExecutionDetailView>,
+);
+
+export const FlowHistory = named(
+  'FlowHistory',
+  z.object({
+    items: z.array(
+      z.object({
+        tick_at: timestamp(),
+        outcome: z.enum(['started', 'catch_up', 'skipped']),
+        missed_ticks: z.number().int().min(0),
+        execution_id: uuid().nullable(),
+        reason: z.string().nullable(),
+        recorded_at: timestamp(),
+      }) satisfies z.ZodType<FlowTickView>,
+    ),
+  }),
+);
+
+export const FlowHistoryQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
 export const JobLogLine = named(
   'JobLogLine',

@@ -36,9 +36,9 @@ const RULES: Record<string, string> = {
        else 'cancelled' end`,
   'a job that did not succeed has no error code or message': `
     select id, status from jobs where status in ('failed', 'cancelled') and (error_code is null or error_message is null)`,
-  'a succeeded backup job has no committed backup': `
-    select j.id from jobs j where j.kind = 'backup' and j.status = 'succeeded'
-       and not exists (select 1 from backups b where b.id = j.backup_id)`,
+  // (Its backup may be gone since, pruned or deleted; that it was committed is what counts.)
+  'a succeeded backup job names no committed backup': `
+    select j.id from jobs j where j.kind = 'backup' and j.status = 'succeeded' and j.backup_id is null`,
   "a flow's statistics differ from its executions": `
     select f.id, f.executions_total, s.total from flows f
       join lateral (select count(*) filter (where status <> 'running')::int as total,

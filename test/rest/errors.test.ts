@@ -130,6 +130,7 @@ const ROUTES = [
   'get /api/v1/flows/{id}',
   'patch /api/v1/flows/{id}',
   'delete /api/v1/flows/{id}',
+  'get /api/v1/flows/{id}/history',
   'post /api/v1/flows/{id}/enable',
   'post /api/v1/flows/{id}/disable',
   'post /api/v1/flows/{id}/run',

@@ -22,6 +22,7 @@ const QUIET = {
   BACKHAUL_HUB_MONITOR_INTERVAL_MS: '3600000',
   BACKHAUL_HUB_DISPATCH_INTERVAL_MS: '3600000',
   BACKHAUL_HUB_FAILOVER_GRACE_MS: '3600000',
+  BACKHAUL_HUB_SCHEDULER_INTERVAL_MS: '3600000',
 };
 
 export async function startRestHub(opts: { quiet?: boolean; env?: Record<string, string> } = {}): Promise<RestHub> {
