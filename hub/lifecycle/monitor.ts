@@ -6,6 +6,7 @@ import type { JobStatusName } from '../jobs/job-state.js';
 import type { HubMetrics } from '../metrics.js';
 import { settleExecution } from './execution-settlement.js';
 import { judge, type SilenceSettings } from './silence-rules.js';
+import { PeriodicPass } from './periodic-pass.js';
 
 export interface MonitorSettings extends SilenceSettings {
   monitorIntervalMs: number;
@@ -22,8 +23,7 @@ const ms = (d: Date | null): number | null => (d ? new Date(d).getTime() : null)
  */
 export class Monitor {
   readonly startedAt = Date.now();
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly periodic: PeriodicPass;
 
   constructor(
     private readonly orm: Orm,
@@ -32,22 +32,18 @@ export class Monitor {
     private readonly log: Logger,
     /** Tells an agent (if this hub holds its stream) to abort a job and clean up. */
     private readonly abortOnAgent: (agentId: string, jobId: string, reason: string) => void,
-  ) {}
+  ) {
+    this.periodic = new PeriodicPass(this.settings.monitorIntervalMs, () => this.sweep(), log, 'monitor sweep');
+  }
 
   start(): void {
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.sweep()
-        .catch((err: unknown) => this.log.warn({ err }, 'monitor sweep failed; retrying at the next tick'))
-        .finally(() => (this.running = null));
-    }, this.settings.monitorIntervalMs);
-    this.timer.unref();
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
+
 
   async sweep(now = Date.now()): Promise<void> {
     await this.watchSilence(now);

@@ -6,6 +6,7 @@ import { HubError } from '../errors.js';
 import type { MaintenanceJobs } from '../jobs/maintenance-jobs.js';
 import type { Flows } from './flows.js';
 import { nextTick, ticksDue } from './schedule.js';
+import { PeriodicPass } from './periodic-pass.js';
 
 export interface SchedulerSettings {
   /** Period of the scheduler's pass: due flow ticks, retention, the GC schedule. */
@@ -32,8 +33,7 @@ const SKIPS = new Set(['FLOW_ALREADY_RUNNING', 'FLOW_HAS_NO_TARGETS']);
  * - garbage collection runs at the ticks of its own schedule, once per tick across hubs.
  */
 export class Scheduler {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly periodic: PeriodicPass;
   private nextGcAt: Date | null = null;
 
   constructor(
@@ -44,23 +44,19 @@ export class Scheduler {
     private readonly log: Logger,
     /** Wakes the dispatcher after a run was started. */
     private readonly started: () => void,
-  ) {}
+  ) {
+    this.periodic = new PeriodicPass(this.settings.schedulerIntervalMs, () => this.pass(), log, 'scheduler pass');
+  }
 
   start(): void {
     this.nextGcAt = this.settings.gcSchedule ? nextTick({ cron: this.settings.gcSchedule, timezone: 'UTC' }, new Date()) : null;
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.pass()
-        .catch((err: unknown) => this.log.warn({ err }, 'scheduler pass failed; retrying at the next tick'))
-        .finally(() => (this.running = null));
-    }, this.settings.schedulerIntervalMs);
-    this.timer.unref();
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
+
 
   async pass(now = new Date()): Promise<void> {
     const due = await this.orm.em
