@@ -17,6 +17,7 @@ import { JobService } from './jobs/job-service.js';
 import { MaintenanceJobs } from './jobs/maintenance-jobs.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { ReadModel } from './lifecycle/read-model.js';
+import { EventBus } from './events/event-bus.js';
 import { HubMetrics } from './metrics.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
 import { Repository } from './repository/index.js';
@@ -45,11 +46,13 @@ export class Hub {
     readonly maintenance: MaintenanceJobs,
     readonly lifecycle: Lifecycle,
     readonly metrics: HubMetrics,
+    readonly events: EventBus,
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
     const db = await openDatabase(cfg, log);
     let orm: Orm | null = null;
+    let events: EventBus | null = null;
     try {
       orm = await openOrm(db.url, log, cfg.dbPoolMax);
       await migrate(orm, db.url, log);
@@ -68,12 +71,18 @@ export class Hub {
       await presence.markHeldAgentsOffline();
 
       const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
-      const metrics = new HubMetrics();
+      const metrics = new HubMetrics(orm);
+      events = new EventBus({ databaseUrl: db.url, bufferSize: cfg.eventBufferSize, progressIntervalMs: 1000 }, log);
+      await events.start();
       // The job service wakes the lifecycle's dispatcher, which is built from it: hence the late binding.
       const jobs = new JobService(orm, () => lifecycle.dispatcher.kick());
       const maintenance = new MaintenanceJobs(orm, repo, db.url, log);
       const lifecycle = new Lifecycle(orm, registry, jobs, maintenance, repo, cfg, metrics, log);
-      registry.jobEvents = new JobEvents(orm, repo, log, { jobEnded: () => lifecycle.jobEnded(), abortOnAgent: (a, j, r) => lifecycle.abortOnAgent(a, j, r) });
+      registry.jobEvents = new JobEvents(orm, repo, log, {
+        jobEnded: () => lifecycle.jobEnded(),
+        abortOnAgent: (a, j, r) => lifecycle.abortOnAgent(a, j, r),
+        backupCommitted: (seconds) => metrics.backupDuration.observe(seconds),
+      });
       registry.lifecycle = lifecycle;
       const onDataLoss = async (jobId: string, msg: string) => {
         const job = await jobs.failWithDataLoss(jobId, msg);
@@ -88,8 +97,8 @@ export class Hub {
         server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
       );
       const rest = await startRestServer(
-        { orm, log, read: new ReadModel(orm), lifecycle },
-        { listen: cfg.httpListen, bodyLimitBytes: cfg.apiBodyLimitBytes },
+        { orm, log, read: new ReadModel(orm), lifecycle, events, metrics },
+        { listen: cfg.httpListen, bodyLimitBytes: cfg.apiBodyLimitBytes, sseHeartbeatMs: cfg.sseHeartbeatMs, metricsToken: cfg.metricsToken },
       ).catch((err: unknown) => {
         server.forceShutdown();
         throw err;
@@ -98,8 +107,9 @@ export class Hub {
       presence.start();
       lifecycle.start();
       log.info({ listen: cfg.listen, port, http_port: rest.port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics);
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics, events);
     } catch (err) {
+      await events?.stop();
       await orm?.close();
       await db.stop();
       throw err;
@@ -120,6 +130,7 @@ export class Hub {
       const drained = this.registry.drainAll(reason, this.cfg.drainReconnectMs);
       this.log.info({ agents: drained, reason }, 'draining agent streams');
       await this.lifecycle.stop();
+      await this.events.stop();
       await this.presence.stop();
       const cut = setTimeout(() => {
         this.log.warn('streams still open at the deadline; cutting them');

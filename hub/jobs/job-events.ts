@@ -32,6 +32,8 @@ export interface JobEventHooks {
   jobEnded(): void;
   /** The agent reports on a job that is terminal here: tell it to abort and clean up. */
   abortOnAgent(agentId: string, jobId: string, reason: string): void;
+  /** A backup was committed: the job succeeded after running this long. */
+  backupCommitted?(seconds: number): void;
 }
 
 /**
@@ -123,7 +125,10 @@ export class JobEvents {
       return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (done ?? (await jobs.get(job.id)))?.status ?? null);
     }
     const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log);
-    if (outcome.ok) return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
+    if (outcome.ok) {
+      this.hooks.backupCommitted?.((Date.now() - (job.startedAt ?? job.createdAt).getTime()) / 1000);
+      return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
+    }
     const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message });
     log.warn({ code: outcome.code, reason: outcome.message }, 'backup not committed');
     return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (failed ?? (await jobs.get(job.id)))?.status ?? null, outcome.message);

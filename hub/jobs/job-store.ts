@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { HubError } from '../errors.js';
 import { Job, type JobKind, type JobProgressCounters } from '../db/entities/job.js';
+import { notifyJob } from '../events/notify.js';
 import { appendJobLog } from './job-log.js';
 import { settleExecution } from '../lifecycle/execution-settlement.js';
 import { phaseRank, sourcesOf, TERMINAL, type JobErrorCode, type JobPhaseName, type JobStatusName } from './job-state.js';
@@ -82,6 +83,7 @@ export class JobStore {
         throw err;
       });
     const job = jobFromRow(rows[0]!);
+    await notifyJob(em, job.id, 'job.status');
     await appendJobLog(em, job.id, f ? 'warn' : 'info', f ? `${job.kind} job not started: ${f.code}: ${f.message}` : `${job.kind} job queued`);
     return job;
   }
@@ -146,7 +148,9 @@ export class JobStore {
         `{${from.join(',')}}`,
       ],
     );
-    return rows[0] ? jobFromRow(rows[0]) : null;
+    if (!rows[0]) return null;
+    await notifyJob(em, id, 'job.status');
+    return jobFromRow(rows[0]);
   }
 
   /**
@@ -167,16 +171,19 @@ export class JobStore {
        where id = ? and last_seq < ? and status in ('dispatched', 'running', 'cancelling') returning *`,
       [JSON.stringify(merged), nextPhase, seq, id, seq],
     );
-    return rows[0] ? jobFromRow(rows[0]) : null;
+    if (!rows[0]) return null;
+    const applied = jobFromRow(rows[0]);
+    await notifyJob(this.em, id, applied.status !== job.status ? 'job.status' : applied.phase !== job.phase ? 'job.phase' : 'job.progress');
+    return applied;
   }
 
   /** Replaces a live job's progress counters (hub jobs report their own progress). */
   async setProgress(id: string, counters: JobProgressCounters): Promise<void> {
-    await this.em
-      .execute(
-        "update jobs set progress = ?::jsonb, last_event_at = now() where id = ? and status in ('dispatched', 'running', 'cancelling')",
-        [JSON.stringify(counters), id],
-      );
+    const rows = await this.em.execute(
+      "update jobs set progress = ?::jsonb, last_event_at = now() where id = ? and status in ('dispatched', 'running', 'cancelling') returning id",
+      [JSON.stringify(counters), id],
+    );
+    if (rows.length > 0) await notifyJob(this.em, id, 'job.progress');
   }
 
   /** Records that an event with this sequence number was seen, without other changes. */

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { notifyExecution } from '../events/notify.js';
 import { outcomeOf, type ExecutionStatusName } from './execution-state.js';
 
 export interface Settlement {
@@ -44,6 +45,7 @@ export async function settleExecution(tx: EntityManager, executionId: string): P
     [counts.total, counts.succeeded, counts.failed, counts.cancelled, Number(c!.bytes ?? 0), outcome, outcome, executionId],
   );
   if (outcome && e.flow_id) await refreshFlowStatistics(tx, e.flow_id);
+  if (outcome) await notifyExecution(tx, executionId);
   return { executionId, finalized: outcome, countersWereStale };
 }
 

@@ -7,6 +7,7 @@ import type { Orm } from '../db/orm.js';
 import { HubError } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import { JobStore } from '../jobs/job-store.js';
+import { notifyExecution } from '../events/notify.js';
 import { settleExecution } from './execution-settlement.js';
 import type { ExecutionTrigger } from './execution-state.js';
 
@@ -147,7 +148,8 @@ export class Flows {
         );
       }
     }
-    await settleExecution(tx, executionId);
+    // Settling announces an execution that ended at once (every target busy); else it starts running.
+    if (!(await settleExecution(tx, executionId)).finalized) await notifyExecution(tx, executionId);
     return executionId;
   }
 }

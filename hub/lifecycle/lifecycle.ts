@@ -42,7 +42,7 @@ export class Lifecycle {
     private readonly maintenance: MaintenanceJobs,
     private readonly repo: Repository,
     settings: LifecycleSettings,
-    metrics: HubMetrics,
+    private readonly metrics: HubMetrics,
     private readonly log: Logger,
   ) {
     this.dispatcher = new Dispatcher(orm, registry, settings, log);
@@ -88,9 +88,12 @@ export class Lifecycle {
   }
 
   /** Starts an execution of the flow and returns its id at once; the jobs run in the background. */
-  runFlow(id: string, trigger: ExecutionTrigger): Promise<string> {
+  async runFlow(id: string, trigger: ExecutionTrigger): Promise<string> {
     mustBeId(id, 'flow');
-    return this.flows.run(id, trigger);
+    const end = this.metrics.runNowLatency.startTimer();
+    const executionId = await this.flows.run(id, trigger);
+    end();
+    return executionId;
   }
 
   // Executions and jobs

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { verifyApiToken, type ApiPrincipal } from '../auth/api-tokens.js';
 import type { ApiRole } from '../db/entities/api-token.js';
@@ -10,6 +11,8 @@ export type RouteAccess = ApiRole | 'public';
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: RouteAccess;
+    /** The route also accepts the hub's metrics token (Prometheus scrapes with it). */
+    metricsToken?: boolean;
   }
   interface FastifyRequest {
     principal: ApiPrincipal | null;
@@ -25,7 +28,8 @@ export const roleAllows = (have: ApiRole, need: ApiRole): boolean => RANK[have] 
  * Checks the bearer token on every request before its body is read or validated, so an
  * unauthenticated caller learns nothing about inputs and cannot make the hub parse them.
  */
-export function registerAuth(app: FastifyInstance, orm: Orm): void {
+export function registerAuth(app: FastifyInstance, orm: Orm, metricsToken?: string): void {
+  const metricsDigest = metricsToken ? createHash('sha256').update(metricsToken).digest() : null;
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req: FastifyRequest) => {
     // Unknown routes answer 404 whoever asks (the route list is public in the OpenAPI
@@ -35,6 +39,7 @@ export function registerAuth(app: FastifyInstance, orm: Orm): void {
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
     if (!m) throw new HubError('UNAUTHENTICATED', 'this route needs an "Authorization: Bearer <token>" header');
+    if (metricsDigest && req.routeOptions.config.metricsToken && timingSafeEqual(createHash('sha256').update(m[1]!).digest(), metricsDigest)) return;
     const principal = await verifyApiToken(orm.em.fork(), m[1]!);
     if (!principal) throw new HubError('UNAUTHENTICATED', 'the token is unknown or revoked');
     if (!roleAllows(principal.role, access)) {

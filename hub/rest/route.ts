@@ -9,6 +9,8 @@ import type { ReadModel } from '../lifecycle/read-model.js';
 import type { RouteAccess } from './auth.js';
 import type { ApiErrorCode } from './errors.js';
 import { IdParams } from './schemas.js';
+import type { EventBus } from '../events/event-bus.js';
+import type { HubMetrics } from '../metrics.js';
 
 /** The lifecycle's write services the routes call; they throw HubError with stable codes. */
 export type LifecycleWrites = Pick<
@@ -32,6 +34,8 @@ export interface RestDeps {
   log: Logger;
   read: ReadModel;
   lifecycle: LifecycleWrites;
+  events: EventBus;
+  metrics: HubMetrics;
 }
 
 export interface RouteContext<P, Q, B> {

@@ -4,6 +4,7 @@ import { agentsRoutes } from './agents-routes.js';
 import { registerAuth } from './auth.js';
 import { backupsRoutes } from './backups-routes.js';
 import { clientErrorHandler, frameworkErrorHandler, refuseConnect, registerErrorHandling } from './errors.js';
+import { registerEventStream } from './events-route.js';
 import { executionsRoutes } from './executions-routes.js';
 import { flowsRoutes } from './flows-routes.js';
 import { healthRoutes } from './health-routes.js';
@@ -29,10 +30,12 @@ export interface RestServerOptions {
   /** host:port; port 0 picks a free one. */
   listen: string;
   bodyLimitBytes: number;
+  sseHeartbeatMs: number;
+  metricsToken?: string;
 }
 
 /** The fastify app with every route, auth and error mapping; not listening yet. */
-export function buildRestServer(deps: RestDeps, opts: Pick<RestServerOptions, 'bodyLimitBytes'>): FastifyInstance {
+export function buildRestServer(deps: RestDeps, opts: Omit<RestServerOptions, 'listen'>): FastifyInstance {
   const logger: FastifyBaseLogger = deps.log;
   const app = Fastify({
     loggerInstance: logger,
@@ -54,7 +57,7 @@ export function buildRestServer(deps: RestDeps, opts: Pick<RestServerOptions, 'b
   app.addHook('onRequest', async () => {
     if (closing) throw new HubError('UNAVAILABLE', 'the hub is shutting down; retry on another hub or later');
   });
-  registerAuth(app, deps.orm);
+  registerAuth(app, deps.orm, opts.metricsToken);
   registerErrorHandling(app, deps.log);
 
   // JSON only: a text/plain body is a 415, not a string a route might misread. An empty JSON
@@ -74,6 +77,12 @@ export function buildRestServer(deps: RestDeps, opts: Pick<RestServerOptions, 'b
   });
 
   for (const r of REST_ROUTES) mountRoute(app, r, deps);
+  // Not JSON, so outside the route table and the OpenAPI document: Prometheus text, and the event stream.
+  app.get('/metrics', { config: { access: 'viewer', metricsToken: true } }, async (_req, reply) => {
+    const text = await deps.metrics.registry.metrics();
+    return reply.type(deps.metrics.registry.contentType).send(text);
+  });
+  registerEventStream(app, deps.events, deps.log, { heartbeatMs: opts.sseHeartbeatMs, onClients: (n) => deps.metrics.eventStreamClients.set(n) });
   return app;
 }
 
