@@ -27,7 +27,7 @@ port.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
   let transfer: ArrayBuffer[];
   try {
     const reply = msg.task.op === 'hash' ? hash(msg.task) : compress(msg.task);
-    transfer = reply.op === 'hash' ? [reply.buffer] : reply.frames;
+    transfer = reply.op === 'hash' ? [reply.buffer] : [...reply.frames, reply.buffer];
     envelope = { id: msg.id, ok: true, busyMs: performance.now() - started, reply };
   } catch (err) {
     // Reported to the task's caller, which fails the backup with WORKER_TASK_FAILED.
@@ -58,7 +58,7 @@ function compress(task: CompressRequest): CompressReply {
     frame.copy(exact);
     return exact.buffer as ArrayBuffer;
   });
-  return { op: 'compress', frames };
+  return { op: 'compress', frames, buffer: task.buffer };
 }
 
 const ZEROS = new Uint8Array(64 * 1024);

@@ -126,11 +126,13 @@ export class NbdClient {
 
   /**
    * Reads exactly `length` bytes at `offset`. Requests above the server's maximum payload are
-   * split, and the parts are sent together (pipelined). Holes arrive as zeros.
+   * split, and the parts are sent together (pipelined). Holes arrive as zeros. Into `into`
+   * (exactly `length` bytes) when given.
    */
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange('read', offset, length);
-    const out = Buffer.allocUnsafe(length);
+    if (into && into.length !== length) throw new NbdError('BAD_REQUEST', `read of ${length} bytes into a buffer of ${into.length}`);
+    const out = into ?? Buffer.allocUnsafe(length);
     const parts: Promise<unknown>[] = [];
     for (const [at, len] of this.split(offset, length)) {
       parts.push(this.send(CMD.READ, 0, at, len, undefined, out.subarray(at - offset, at - offset + len)));
