@@ -1,9 +1,19 @@
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { DataServiceClient, type DownloadChunksResponse, type UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
+import { BulkDataServiceClient } from '../shared/data-plane-codec.js';
+import type { DataServiceClient, DownloadChunksResponse, UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
 import { clientKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
 import type { AgentCredentials } from './state.js';
 
 const MAX_MESSAGE = 64 * 1024 * 1024;
+
+/**
+ * Upload connections per agent, each with its own HTTP/2 flow-control window (grpc-js 1.14
+ * servers keep the 64 KiB default and have no option to raise it). Measured on the bench: with
+ * the hub's checks off its event loop the window no longer limits one connection (raising it to
+ * 16 MiB gained nothing), while 4 or 8 connections cost 20-120 MiB more agent RSS and more CPU
+ * on both sides for no faster backup. So one, unless a link with a long round trip needs more.
+ */
+export const UPLOAD_CONNECTIONS = 1;
 
 export class DataPlaneError extends Error {
   constructor(
@@ -24,23 +34,29 @@ function wrap(err: ServiceError): DataPlaneError {
 /** An agent's client for the hub's DataService, on a channel of its own (never the control stream's). */
 export class DataClient {
   private readonly client: DataServiceClient;
+  /** One channel (so one TCP connection) per upload stream; they connect on first use. */
+  private readonly uploadClients: DataServiceClient[];
 
-  constructor(hub: string, creds: AgentCredentials) {
-    this.client = new DataServiceClient(hub, credentials.createSsl(Buffer.from(creds.caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem)), {
-      ...clientKeepalive,
-      'grpc.ssl_target_name_override': HUB_TLS_NAME,
-      'grpc.default_authority': HUB_TLS_NAME,
-      'grpc.max_receive_message_length': MAX_MESSAGE,
-      'grpc.max_send_message_length': MAX_MESSAGE,
-      // A separate channel from the control stream's client, so bulk data never queues behind it.
-      'grpc.use_local_subchannel_pool': 1,
-      // HTTP/2's default 64 KiB window stalls 4 MiB chunks on every round trip (measured by the bench).
-      'grpc-node.flow_control_window': 8 * 1024 * 1024,
-    });
+  constructor(hub: string, creds: AgentCredentials, uploadConnections = UPLOAD_CONNECTIONS) {
+    const channel = () =>
+      new BulkDataServiceClient(hub, credentials.createSsl(Buffer.from(creds.caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem)), {
+        ...clientKeepalive,
+        'grpc.ssl_target_name_override': HUB_TLS_NAME,
+        'grpc.default_authority': HUB_TLS_NAME,
+        'grpc.max_receive_message_length': MAX_MESSAGE,
+        'grpc.max_send_message_length': MAX_MESSAGE,
+        // A channel of its own (not the control stream's, nor another upload's): its own connection.
+        'grpc.use_local_subchannel_pool': 1,
+        // HTTP/2's default 64 KiB window stalls 4 MiB chunks on every round trip (measured by the bench).
+        'grpc-node.flow_control_window': 8 * 1024 * 1024,
+      });
+    this.client = channel();
+    this.uploadClients = Array.from({ length: Math.max(1, uploadConnections) }, channel);
   }
 
   close(): void {
     this.client.close();
+    for (const c of this.uploadClients) c.close();
   }
 
   missingChunks(jobId: string, digests: Buffer): Promise<Buffer> {
@@ -58,11 +74,11 @@ export class DataClient {
   }
 
   /**
-   * One upload stream for a job. `send` resolves when the hub has stored that chunk; the
-   * stream's own flow control holds the sender back when the hub is slower.
+   * Upload streams for a job, one per upload connection. `send` resolves when the hub has stored
+   * that chunk; each stream's own flow control holds the sender back when the hub is slower.
    */
-  openUpload(jobId: string): ChunkUpload {
-    return new ChunkUpload(this.client, jobId);
+  openUploads(jobId: string): ChunkUpload[] {
+    return this.uploadClients.map((c) => new ChunkUpload(c, jobId));
   }
 
   /** Streams chunks in the order asked; each is passed to `onChunk` before the next is taken. */
@@ -107,6 +123,13 @@ export class ChunkUpload {
       });
       this.call.on('end', () => resolve());
     });
+  }
+
+  /** Chunks sent and not yet acknowledged. */
+  get pending(): number {
+    let n = 0;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
   }
 
   /** Sends one zstd-compressed chunk; resolves with whether the hub created it. */

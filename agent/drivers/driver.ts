@@ -59,8 +59,11 @@ export interface DiskView {
   allocation(): AsyncIterable<AllocationExtent>;
   /** Ranges changed since the base bitmap, or null when the whole disk must be read. */
   changed(): AsyncIterable<Extent> | null;
-  /** Reads exactly `length` bytes at `offset` from the view. */
-  read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Reads exactly `length` bytes at `offset` from the view, into `into` (of exactly `length`
+   * bytes) when given, so the caller can reuse its buffers; returns the buffer read into.
+   */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
 }
 
 /**

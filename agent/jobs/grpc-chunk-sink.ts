@@ -1,9 +1,12 @@
 import type { ChunkSink, ChunkUpload } from '../pipeline/index.js';
 import type { ChunkUpload as UploadStream, DataClient } from '../data-client.js';
 
-/** The pipeline's sink over the hub's DataService: one upload stream per job. */
+/**
+ * The pipeline's sink over the hub's DataService: a job's chunks go out over several upload
+ * streams (DataClient.openUploads), each chunk on the stream with the fewest unacknowledged.
+ */
 export class GrpcChunkSink implements ChunkSink {
-  private stream: UploadStream | null = null;
+  private streams: UploadStream[] | null = null;
 
   constructor(
     private readonly data: DataClient,
@@ -18,21 +21,23 @@ export class GrpcChunkSink implements ChunkSink {
   }
 
   async upload(chunk: ChunkUpload, signal: AbortSignal): Promise<void> {
-    if (!this.stream) {
-      this.stream = this.data.openUpload(this.jobId);
+    if (!this.streams) {
+      this.streams = this.data.openUploads(this.jobId);
       // A cancelled job must not wait for chunks already on the wire.
       signal.addEventListener('abort', () => this.cancel(), { once: true });
     }
-    await this.stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength);
+    const stream = this.streams.reduce((a, b) => (b.pending < a.pending ? b : a));
+    await stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength);
   }
 
   async close(): Promise<void> {
-    await this.stream?.close();
-    this.stream = null;
+    const streams = this.streams ?? [];
+    this.streams = null;
+    await Promise.all(streams.map((s) => s.close()));
   }
 
   cancel(): void {
-    this.stream?.cancel();
-    this.stream = null;
+    for (const s of this.streams ?? []) s.cancel();
+    this.streams = null;
   }
 }

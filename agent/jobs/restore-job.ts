@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CHUNK_SIZE, chunkCount, chunkLength } from '../../shared/chunk/geometry.js';
@@ -11,6 +11,8 @@ const run = promisify(execFile);
 /** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
 const BATCH = 64;
 const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
+/** What zero chunks hash and write from: one buffer, not a fresh 4 MiB per chunk. */
+const ZERO_CHUNK = Buffer.alloc(CHUNK_SIZE);
 
 export class RestoreError extends Error {
   constructor(
@@ -68,7 +70,7 @@ export async function restoreDisk(
       const passZeros = async () => {
         for (; i < last && digestAt(i).equals(ZERO_DIGEST); i++) {
           const len = chunkLength(index.diskSize, i);
-          const zeros = Buffer.alloc(len);
+          const zeros = ZERO_CHUNK.subarray(0, len);
           image.update(zeros);
           // A fresh, truncated file already reads zeros here: leave a hole.
           if (!fresh) await writeAll(fh, zeros, i * CHUNK_SIZE);
@@ -85,10 +87,12 @@ export async function restoreDisk(
             const d = digestAt(i);
             const len = chunkLength(index.diskSize, i);
             if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
-            if (chunk.length !== len || !createHash('sha256').update(chunk).digest().equals(d)) {
-              throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) does not match its digest`);
-            }
+            if (chunk.length !== len) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) has ${chunk.length} bytes, not ${len}`);
+            // Web Crypto hashes the chunk on the threadpool while this thread adds it to the image's hash;
+            // it is written only once verified.
+            const own = webcrypto.subtle.digest('SHA-256', chunk);
             image.update(chunk);
+            if (!Buffer.from(await own).equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) does not match its digest`);
             await writeAll(fh, chunk, i * CHUNK_SIZE);
             progress({ bytesDone: len, bytesTransferred: len });
             i++;

@@ -10,6 +10,7 @@ import type { ChunkSink } from './chunk-sink.js';
 import type { BufferRange } from './chunk-worker-protocol.js';
 import { ChunkWorkerPool } from './chunk-workers.js';
 import { abortedError, isPipelineError, messageOf, PipelineError } from './pipeline-error.js';
+import { ReadBuffers } from './read-buffers.js';
 import { Slots } from './slots.js';
 import { ProgressTracker, type PipelineProgress, type TransferCounters } from './transfer-progress.js';
 
@@ -126,6 +127,7 @@ class BackupPipelineRun implements BackupRun {
   private readonly chunkSlots: Slots;
   private readonly readSlots: Slots;
   private readonly deduper: ChunkDeduper;
+  private readonly buffers: ReadBuffers;
   private readonly tasks = new Set<Promise<void>>();
   private pool: ChunkWorkerPool | null = null;
   private failure: Error | null = null;
@@ -143,6 +145,7 @@ class BackupPipelineRun implements BackupRun {
     setMaxListeners(2 * this.settings.maxChunksInFlight + 8, this.stop.signal);
     this.chunkSlots = new Slots(this.settings.maxChunksInFlight);
     this.readSlots = new Slots(this.settings.readConcurrency);
+    this.buffers = new ReadBuffers(this.settings.maxReadChunks * CHUNK_SIZE, Math.ceil(this.settings.maxChunksInFlight / this.settings.maxReadChunks) + this.settings.readConcurrency);
     this.deduper = new ChunkDeduper(options.sink, this.stop.signal, this.tracker.network, this.settings.maxMissingBatch);
     this.result = this.execute();
   }
@@ -336,11 +339,11 @@ class BackupPipelineRun implements BackupRun {
         chunks.push({ offset: length, length: len });
         length += len;
       }
-      const data = await this.readSource(plan, first * CHUNK_SIZE, length);
+      const data = await this.readSource(plan, first * CHUNK_SIZE, length, this.buffers.take(length));
       if (signal.aborted) return;
       this.tracker.add(plan.index, 'read', length, chunks.length);
 
-      const hashed = await pool.hash(ownedArrayBuffer(data), chunks, signal);
+      const hashed = await pool.hash(this.buffers.owns(data.buffer) && data.byteOffset === 0 ? (data.buffer as ArrayBuffer) : ownedArrayBuffer(data), chunks, signal);
       this.tracker.addWorkerBusy(hashed.busyMs);
       const digests = hashed.reply.digests;
       if (digests.length !== chunks.length) {
@@ -360,11 +363,15 @@ class BackupPipelineRun implements BackupRun {
           else this.tracker.add(plan.index, 'deduplicated', c.length);
         }),
       );
-      if (toUpload.length === 0 || signal.aborted) return;
+      if (toUpload.length === 0 || signal.aborted) {
+        this.buffers.give(hashed.reply.buffer);
+        return;
+      }
 
       toUpload.sort((a, b) => a - b);
       const compressed = await pool.compress(hashed.reply.buffer, toUpload.map((k) => chunks[k]), this.settings.compressionLevel, signal);
       this.tracker.addWorkerBusy(compressed.busyMs);
+      this.buffers.give(compressed.reply.buffer);
       const frames = compressed.reply.frames;
       if (frames.length !== toUpload.length) {
         throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${frames.length} of ${toUpload.length} chunks`, { operation: 'compress' });
@@ -375,11 +382,11 @@ class BackupPipelineRun implements BackupRun {
     }
   }
 
-  private async readSource(plan: DiskPlan, offset: number, length: number): Promise<Buffer> {
+  private async readSource(plan: DiskPlan, offset: number, length: number, into: Buffer): Promise<Buffer> {
     const { view } = plan;
     this.tracker.sourceRead.begin();
     try {
-      const data = await view.read(offset, length);
+      const data = await view.read(offset, length, into);
       if (data.length !== length) {
         throw new PipelineError('READ_FAILED', `disk ${view.name}: read of ${length} bytes at ${offset} returned ${data.length}`, { disk: view.name, operation: 'read', offset, length });
       }

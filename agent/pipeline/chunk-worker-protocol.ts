@@ -26,7 +26,7 @@ export interface HashReply {
 
 export interface CompressRequest {
   op: 'compress';
-  /** Transferred to the worker, which drops it: after compression the plaintext is not needed. */
+  /** Transferred to the worker and back, so the pipeline can read into it again. */
   buffer: ArrayBuffer;
   chunks: BufferRange[];
   level: number;
@@ -36,6 +36,8 @@ export interface CompressReply {
   op: 'compress';
   /** Per chunk, one zstd frame in an ArrayBuffer of exactly its size (so memory is what it says). */
   frames: ArrayBuffer[];
+  /** The request's buffer, given back: dropped in the worker, it would wait for the worker's rare GCs. */
+  buffer: ArrayBuffer;
 }
 
 export type ChunkTask = HashRequest | CompressRequest;

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { zstdCompress } from '../../shared/chunk/zstd.js';
+import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
+import { zstdCompress, zstdCompressBound } from '../../shared/chunk/zstd.js';
 import type {
   ChunkTask,
   ChunkTaskReply,
@@ -26,7 +27,7 @@ port.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
   let transfer: ArrayBuffer[];
   try {
     const reply = msg.task.op === 'hash' ? hash(msg.task) : compress(msg.task);
-    transfer = reply.op === 'hash' ? [reply.buffer] : reply.frames;
+    transfer = reply.op === 'hash' ? [reply.buffer] : [...reply.frames, reply.buffer];
     envelope = { id: msg.id, ok: true, busyMs: performance.now() - started, reply };
   } catch (err) {
     // Reported to the task's caller, which fails the backup with WORKER_TASK_FAILED.
@@ -45,16 +46,19 @@ function hash(task: HashRequest): HashReply {
   return { op: 'hash', buffer: task.buffer, digests };
 }
 
+/** The thread's compression output buffer, reused: only the exact frame is allocated per chunk. */
+let scratch: Buffer | undefined;
+
 function compress(task: CompressRequest): CompressReply {
+  scratch ??= Buffer.allocUnsafe(zstdCompressBound(CHUNK_SIZE));
   const frames = task.chunks.map((c) => {
-    const frame = zstdCompress(new Uint8Array(task.buffer, c.offset, c.length), task.level);
-    // zstdCompress returns a view into a compressBound-sized allocation; copy it out so the
-    // buffer handed back is exactly the frame (a well-compressed chunk would otherwise pin 4 MiB).
-    const exact = new Uint8Array(frame.length);
-    exact.set(frame);
-    return exact.buffer;
+    const frame = zstdCompress(new Uint8Array(task.buffer, c.offset, c.length), task.level, scratch);
+    // Copied out so the buffer handed back is exactly the frame (and the scratch stays here).
+    const exact = Buffer.allocUnsafeSlow(frame.length);
+    frame.copy(exact);
+    return exact.buffer as ArrayBuffer;
   });
-  return { op: 'compress', frames };
+  return { op: 'compress', frames, buffer: task.buffer };
 }
 
 const ZEROS = new Uint8Array(64 * 1024);

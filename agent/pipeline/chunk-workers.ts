@@ -47,7 +47,7 @@ export class ChunkWorkerPool {
     return expectReply(out, 'hash');
   }
 
-  /** One zstd frame per chunk. The buffer is transferred and not returned. */
+  /** One zstd frame per chunk. The buffer is transferred to the worker and comes back in the reply. */
   async compress(buffer: ArrayBuffer, chunks: BufferRange[], level: number, signal?: AbortSignal): Promise<TaskOutcome<CompressReply>> {
     const out = await this.pool.run({ op: 'compress', buffer, chunks, level }, [buffer], signal);
     return expectReply(out, 'compress');

@@ -1,7 +1,7 @@
 import { type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { certificateSha256 } from '../../shared/certs.js';
+import { dataServiceWithBulkCodec } from '../../shared/data-plane-codec.js';
 import {
-  DataServiceService,
   type DownloadChunksRequest,
   type DownloadChunksResponse,
   type GetIndexRequest,
@@ -23,6 +23,9 @@ import { isDatabaseUnavailable } from '../db/unavailable.js';
 
 /** Chunks of one upload stream stored at once: overlaps their fsyncs without unbounded memory. */
 const UPLOAD_CONCURRENCY = 4;
+
+/** Chunks of one download stream read and verified ahead of the one being sent. */
+const DOWNLOAD_READ_AHEAD = 2;
 
 /** Bulk messages (indexes of 2 TiB disks are 16 MiB) need more than gRPC's 4 MiB default. */
 export const DATA_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -186,9 +189,22 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
     downloadChunks(call: ServerWritableStream<DownloadChunksRequest, DownloadChunksResponse>) {
       (async () => {
         await authorize(call, call.request.jobId, ['restore']);
-        for (const digest of unpack(call.request.digests, 'digests')) {
+        const digests = unpack(call.request.digests, 'digests');
+        // The next chunks are read and verified while one is on the wire; a read that is never
+        // awaited (the call was cancelled) must not become an unhandled rejection.
+        const ahead: Promise<Buffer>[] = [];
+        let next = 0;
+        const readAhead = () => {
+          while (ahead.length < DOWNLOAD_READ_AHEAD && next < digests.length) {
+            const read = repo.readChunk(digests[next++]!);
+            read.catch(() => {});
+            ahead.push(read);
+          }
+        };
+        for (const digest of digests) {
           if (call.cancelled) return;
-          const data = await repo.readChunk(digest);
+          readAhead();
+          const data = await ahead.shift()!;
           // Honour the client's flow control: wait for the buffer to drain before the next chunk.
           if (!call.write({ digest: Buffer.from(digest, 'hex'), data })) await new Promise((r) => call.once('drain', r));
         }
@@ -202,4 +218,4 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
   };
 }
 
-export const dataServiceDefinition = DataServiceService;
+export const dataServiceDefinition = dataServiceWithBulkCodec;

@@ -46,7 +46,7 @@ export class ChunkStore {
   async putChunk(digest: string, payload: Buffer, encoding: ChunkEncoding = 'zstd'): Promise<PutChunkResult> {
     assertDigestHex(digest);
     if (this.touchSync(digest, new Date())) return { created: false };
-    const plaintextBytes = checkUpload(digest, payload, encoding);
+    const plaintextBytes = await checkUpload(digest, payload, encoding);
     const header = encodeChunkHeader(encoding, plaintextBytes);
     await writeFileDurably(this.layout.tempPath('chunk'), this.layout.chunkPath(digest), [header, payload]);
     return { created: true, plaintextBytes, storedBytes: CHUNK_HEADER_BYTES + payload.length };

@@ -40,21 +40,32 @@ export function zstdDeclaredSize(src: Uint8Array): number | null {
  * Throws ZstdError if the stream is invalid or its output would exceed `capacity`.
  */
 export function zstdDecompress(src: Uint8Array, capacity: number): Buffer {
+  return zstdDecompressInto(src, Buffer.allocUnsafe(capacity));
+}
+
+/** Decompresses `src` into `dst` and returns the part written; ZstdError if it would not fit. */
+export function zstdDecompressInto(src: Uint8Array, dst: Buffer): Buffer {
   dctx ??= new binding.DCtx();
-  const dst = Buffer.allocUnsafe(capacity);
-  let n: number;
   try {
-    n = dctx.decompress(dst, src);
+    return dst.subarray(0, dctx.decompress(dst, src));
   } catch (err) {
     throw new ZstdError(`zstd: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * One zstd frame with its content size, as the agent should send chunks. Level 3 is zstd's
+ * default. The frame is written into `scratch` when it is at least zstdCompressBound(plain.length)
+ * long (a view of it is returned), else into a fresh buffer.
+ */
+export function zstdCompress(plain: Uint8Array, level = 3, scratch?: Buffer): Buffer {
+  cctx ??= new binding.CCtx();
+  const bound = binding.compressBound(plain.length);
+  const dst = scratch && scratch.length >= bound ? scratch : Buffer.allocUnsafe(bound);
+  const n = cctx.compress(dst, plain, level);
   return dst.subarray(0, n);
 }
 
-/** One zstd frame with its content size, as the agent should send chunks. Level 3 is zstd's default. */
-export function zstdCompress(plain: Uint8Array, level = 3): Buffer {
-  cctx ??= new binding.CCtx();
-  const dst = Buffer.allocUnsafe(binding.compressBound(plain.length));
-  const n = cctx.compress(dst, plain, level);
-  return dst.subarray(0, n);
+export function zstdCompressBound(length: number): number {
+  return binding.compressBound(length);
 }

@@ -118,8 +118,8 @@ function fileView(name: string, size: number, fh: FileHandle, fullReadReason: st
       if (size > 0) yield { offset: 0, length: size, zero: false };
     },
     changed: () => null,
-    async read(offset: number, length: number): Promise<Buffer> {
-      const buf = Buffer.allocUnsafe(length);
+    async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+      const buf = into ?? Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(buf, done, length - done, offset + done);

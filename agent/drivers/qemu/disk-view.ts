@@ -55,9 +55,9 @@ export class QemuDiskView implements DiskView {
     }.call(this);
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     try {
-      return await this.nbd.read(offset, length);
+      return await this.nbd.read(offset, length, into);
     } catch (err) {
       throw this.readFailed(`read of ${length} bytes at ${offset}`, err);
     }

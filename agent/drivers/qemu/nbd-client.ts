@@ -126,11 +126,13 @@ export class NbdClient {
 
   /**
    * Reads exactly `length` bytes at `offset`. Requests above the server's maximum payload are
-   * split, and the parts are sent together (pipelined). Holes arrive as zeros.
+   * split, and the parts are sent together (pipelined). Holes arrive as zeros. Into `into`
+   * (exactly `length` bytes) when given.
    */
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange('read', offset, length);
-    const out = Buffer.allocUnsafe(length);
+    if (into && into.length !== length) throw new NbdError('BAD_REQUEST', `read of ${length} bytes into a buffer of ${into.length}`);
+    const out = into ?? Buffer.allocUnsafe(length);
     const parts: Promise<unknown>[] = [];
     for (const [at, len] of this.split(offset, length)) {
       parts.push(this.send(CMD.READ, 0, at, len, undefined, out.subarray(at - offset, at - offset + len)));
@@ -291,7 +293,7 @@ export class NbdClient {
     }
     if (p.cmd === CMD.READ) {
       if (this.structuredReplies) throw this.violation('simple reply to a read after structured replies were negotiated');
-      (await this.reader.read(p.length)).copy(p.buf!);
+      await this.reader.readInto(p.buf!);
       return this.finish(cookie, p, null, p.buf!);
     }
     if (p.cmd === CMD.BLOCK_STATUS) throw this.violation('simple success reply to block status');
@@ -309,22 +311,15 @@ export class NbdClient {
     if (!p) throw this.violation(`reply chunk for unknown cookie ${cookie}`);
     const limit = type === CHUNK.OFFSET_DATA ? 8 + p.length : MAX_CONTROL_CHUNK;
     if (length > limit) throw this.violation(`chunk type ${type} of ${length} bytes for a ${p.length}-byte request`);
+    if (type === CHUNK.OFFSET_DATA) return this.onOffsetData(p, cookie, flags, length);
     const payload = length ? await this.reader.read(length) : Buffer.alloc(0);
 
     if (type === CHUNK.NONE) {
       if (length !== 0 || !(flags & REPLY_FLAG_DONE)) throw this.violation('NBD_REPLY_TYPE_NONE must be empty and final');
-    } else if (type === CHUNK.OFFSET_DATA || type === CHUNK.OFFSET_HOLE) {
-      if (p.cmd !== CMD.READ) throw this.violation(`data chunk in reply to ${commandName(p.cmd)}`);
-      if (payload.length < (type === CHUNK.OFFSET_DATA ? 9 : 12)) throw this.violation(`short ${type === CHUNK.OFFSET_DATA ? 'OFFSET_DATA' : 'OFFSET_HOLE'} chunk`);
-      const at = toSafeNumber(payload.readBigUInt64BE(0), 'chunk offset');
-      const len = type === CHUNK.OFFSET_DATA ? payload.length - 8 : payload.readUInt32BE(8);
-      if (at < p.offset || at + len > p.offset + p.length || len === 0) {
-        throw this.violation(`read chunk [${at}, +${len}) outside the request [${p.offset}, +${p.length})`);
-      }
-      if (type === CHUNK.OFFSET_DATA) payload.copy(p.buf!, at - p.offset, 8);
-      else p.buf!.fill(0, at - p.offset, at - p.offset + len);
-      p.covered += len;
-      if (p.covered > p.length) throw this.violation(`read chunks overlap: ${p.covered} bytes for a ${p.length}-byte request`);
+    } else if (type === CHUNK.OFFSET_HOLE) {
+      if (payload.length < 12) throw this.violation('short OFFSET_HOLE chunk');
+      const at = this.readChunkPlace(p, payload.readBigUInt64BE(0), payload.readUInt32BE(8));
+      p.buf!.fill(0, at - p.offset, at - p.offset + payload.readUInt32BE(8));
     } else if (type === CHUNK.BLOCK_STATUS) {
       if (p.cmd !== CMD.BLOCK_STATUS) throw this.violation(`block status chunk in reply to ${commandName(p.cmd)}`);
       if (payload.length < 12 || (payload.length - 4) % 8 !== 0) throw this.violation(`block status chunk of ${payload.length} bytes`);
@@ -355,6 +350,31 @@ export class NbdClient {
       throw this.violation(`unknown reply chunk type ${type}`);
     }
 
+    this.afterChunk(p, cookie, flags);
+  }
+
+  /** NBD_REPLY_TYPE_OFFSET_DATA: the data goes straight from the socket into the caller's buffer. */
+  private async onOffsetData(p: Pending, cookie: bigint, flags: number, length: number): Promise<void> {
+    if (length < 9) throw this.violation('short OFFSET_DATA chunk');
+    const at = this.readChunkPlace(p, (await this.reader.read(8)).readBigUInt64BE(0), length - 8);
+    await this.reader.readInto(p.buf!.subarray(at - p.offset, at - p.offset + length - 8));
+    this.afterChunk(p, cookie, flags);
+  }
+
+  /** Checks where a data or hole chunk of a read lands and counts it; returns its offset. */
+  private readChunkPlace(p: Pending, offset: bigint, len: number): number {
+    if (p.cmd !== CMD.READ) throw this.violation(`data chunk in reply to ${commandName(p.cmd)}`);
+    const at = toSafeNumber(offset, 'chunk offset');
+    if (at < p.offset || at + len > p.offset + p.length || len === 0) {
+      throw this.violation(`read chunk [${at}, +${len}) outside the request [${p.offset}, +${p.length})`);
+    }
+    p.covered += len;
+    if (p.covered > p.length) throw this.violation(`read chunks overlap: ${p.covered} bytes for a ${p.length}-byte request`);
+    return at;
+  }
+
+  /** After each reply chunk: the last one (DONE) settles the request. */
+  private afterChunk(p: Pending, cookie: bigint, flags: number): void {
     if (!(flags & REPLY_FLAG_DONE)) return;
     // A violation thrown here leaves the request pending, so fail() rejects it with the cause.
     if (p.error) return this.finish(cookie, p, p.error);

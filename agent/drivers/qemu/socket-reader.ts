@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 export class SocketReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private waiter: { n: number; into?: Buffer; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
 
   /** `endError` makes the error a read sees when the peer closes the socket. */
@@ -32,6 +32,19 @@ export class SocketReader {
     });
   }
 
+  /**
+   * Fills `dst` with the next dst.length bytes, copied straight from the socket's buffers: a
+   * read's payload (megabytes) is copied once, with no buffer of its own in between.
+   */
+  readInto(dst: Buffer): Promise<Buffer> {
+    if (this.waiter) return Promise.reject(new Error('SocketReader: concurrent read'));
+    if (this.buffered >= dst.length) return Promise.resolve(this.take(dst.length, dst));
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiter = { n: dst.length, into: dst, resolve, reject };
+    });
+  }
+
   /** Bytes received but not yet read (for detecting trailing garbage in tests and errors). */
   get pending(): number {
     return this.buffered;
@@ -41,7 +54,7 @@ export class SocketReader {
     const w = this.waiter;
     if (w && this.buffered >= w.n) {
       this.waiter = null;
-      w.resolve(this.take(w.n));
+      w.resolve(this.take(w.n, w.into));
     }
   }
 
@@ -55,15 +68,15 @@ export class SocketReader {
     }
   }
 
-  private take(n: number): Buffer {
+  private take(n: number, into?: Buffer): Buffer {
     const first = this.chunks[0];
-    if (first && first.length >= n) {
+    if (!into && first && first.length >= n) {
       this.buffered -= n;
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = into ?? Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;
