@@ -46,9 +46,9 @@ export class ReadThrottle {
       nextBitmap: view.nextBitmap,
       allocation: () => view.allocation(),
       changed: () => view.changed(),
-      read: async (offset, length) => {
+      read: async (offset, length, into) => {
         await this.reserve(length);
-        return view.read(offset, length);
+        return view.read(offset, length, into);
       },
     };
   }
