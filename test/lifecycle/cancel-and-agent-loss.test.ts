@@ -133,6 +133,27 @@ describe('cancel', () => {
   });
 });
 
+describe('cancel with the agent gone', () => {
+  it('a cancelled job of an offline agent ends cancelled after the grace; the agent cleans up when it returns', async () => {
+    const v = await vm('cancel-offline');
+    const exec = await runOne(v, 'cancel-offline');
+    const job = await stack.jobWhere(exec, (j) => j.phase === 'transferring' && j.bytes_done > 0, 20_000, 'transferring');
+    await v.agent.proc.kill('SIGKILL');
+    const r = await stack.api('POST', `/api/v1/jobs/${job.id}/cancel`);
+    expect(r.status, JSON.stringify(r.body)).toBe(202);
+    expect(r.body.status).toBe('cancelling');
+    const cancelledAt = Date.now();
+    const done = await stack.finish(exec, AGENT_LOST_GRACE_MS + 15_000);
+    expect(Date.now() - cancelledAt).toBeLessThan(AGENT_LOST_GRACE_MS + LOST_SLACK_MS + 1_000);
+    expect(done.status).toBe('cancelled');
+    expect(done.jobs[0]).toMatchObject({ status: 'cancelled', error_code: 'CANCELLED', backup_id: null });
+    // Its fleecing is still on the hypervisor until the agent is back.
+    expect((await v.qsd.objectsOf()).nodes.length).toBeGreaterThan(0);
+    await v.agent.restart();
+    await nothingLeft(v.qsd);
+  });
+});
+
 describe('agent killed', () => {
   /** SIGKILLs the agent and checks the job fails AGENT_LOST within the grace, then that the execution ended. */
   async function killAndExpectLost(v: Vm, exec: string, jobId: string): Promise<void> {
