@@ -118,7 +118,7 @@ export class MaintenanceJobs {
   private async start(
     kind: JobKind,
     params: Record<string, unknown>,
-    body: (jobs: JobStore, job: Job, report: (done: number, total: number) => void) => Promise<Job | null>,
+    body: (jobs: Pick<JobStore, 'transition'>, job: Job, report: (done: number, total: number) => void) => Promise<Job | null>,
   ): Promise<{ job: Job; done: Promise<Job> }> {
     if (kind === 'verify') await this.backupDisks(params.backupId as string);
     const jobs = new JobStore(this.orm.em.fork());
@@ -128,12 +128,16 @@ export class MaintenanceJobs {
     const job = (await jobs.transition(created.id, 'running'))!;
     const log = this.log.child({ job_id: job.id, kind });
     let last = 0;
+    // Progress writes run in order, and the job's end waits for them: its final counters are
+    // written while it is still live, or they would be refused and lost.
+    let writes = Promise.resolve();
     const report = (done: number, total: number) => {
       if (Date.now() - last < 1000 && done < total) return;
       last = Date.now();
-      jobs.setProgress(job.id, counters(done, total)).catch((err: unknown) => log.warn({ err }, 'progress not saved'));
+      writes = writes.then(() => jobs.setProgress(job.id, counters(done, total))).catch((err: unknown) => log.warn({ err }, 'progress not saved'));
     };
-    const done = body(jobs, job, report)
+    const ending: Pick<JobStore, 'transition'> = { transition: async (...args) => (await writes, jobs.transition(...args)) };
+    const done = body(ending, job, report)
       .catch(async (err: unknown) => {
         log.error({ err }, 'hub job failed');
         return jobs.transition(job.id, 'failed', { errorCode: 'HUB_ERROR', errorMessage: (err as Error).message });

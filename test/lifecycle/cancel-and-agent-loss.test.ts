@@ -7,7 +7,9 @@
  * through QMP) and the truth rules hold over the whole database.
  */
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { query } from '../support/database.js';
 import { StorageDaemon } from '../support/qemu.js';
 import { FAST_LIFECYCLE, MiB, Stack, type StackAgent } from './stack.js';
 
@@ -156,8 +158,8 @@ describe('cancel with the agent gone', () => {
 
 describe('agent killed', () => {
   /** SIGKILLs the agent and checks the job fails AGENT_LOST within the grace, then that the execution ended. */
-  async function killAndExpectLost(v: Vm, exec: string, jobId: string): Promise<void> {
-    await v.agent.proc.kill('SIGKILL');
+  async function killAndExpectLost(v: Vm, exec: string, jobId: string, kill = true): Promise<void> {
+    if (kill) await v.agent.proc.kill('SIGKILL');
     const killedAt = Date.now();
     const done = await stack.finish(exec, AGENT_LOST_GRACE_MS + 15_000);
     const lostAfter = Date.now() - killedAt;
@@ -191,6 +193,31 @@ describe('agent killed', () => {
     const job = await stack.jobWhere(exec, (j) => j.phase === 'snapshotting', 20_000, 'snapshotting');
     await killAndExpectLost(v, exec, job.id);
     v.qsd.proc.kill('SIGCONT');
+    await v.agent.restart();
+    await nothingLeft(v.qsd);
+  });
+
+  it('while finalizing: AGENT_LOST within the grace, nothing is committed, and the restarted agent cleans up', async () => {
+    const v = await vm('lost-final');
+    // A stalled database holds the job in finalizing: the test's open transaction has staged a
+    // row under the disk's index key, so the hub's insert of the index waits on it, and the
+    // agent waits for the hub's answer.
+    const db = new pg.Client({ connectionString: stack.db.url });
+    await db.connect();
+    try {
+      const exec = await runOne(v, 'lost-final');
+      const running = await stack.jobWhere(exec, (j) => j.status === 'running', 20_000, 'running');
+      await db.query('begin');
+      await db.query(`insert into job_disk_indexes (job_id, disk_name, disk_size, digests, received_at) values ($1, 'sda', 0, '', now())`, [running.id]);
+      const job = await stack.jobWhere(exec, (j) => j.phase === 'finalizing', 30_000, 'finalizing');
+      await v.agent.proc.kill('SIGKILL');
+      await db.query('rollback');
+      await killAndExpectLost(v, exec, job.id, false);
+      expect(await query(stack.db.url, 'select 1 from job_disk_indexes where job_id = $1', [job.id])).toEqual([]);
+      expect(await query(stack.db.url, 'select 1 from backups where job_id = $1', [job.id])).toEqual([]);
+    } finally {
+      await db.end();
+    }
     await v.agent.restart();
     await nothingLeft(v.qsd);
   });

@@ -226,7 +226,10 @@ describe('retention', () => {
         const j = await stack.job(v.body.id);
         return ['succeeded', 'failed'].includes(j.status) ? j : null;
       }, 20_000, 'verify');
-      expect(job).toMatchObject({ status: 'succeeded', result: { corrupt: [], missing: [] } });
+      expect(job).toMatchObject({ status: 'succeeded', result: { corrupt: [], missing: [] }, percent: 100 });
+      // Its last progress is kept: all it checked.
+      expect(job.bytes_done).toBeGreaterThan(0);
+      expect(job.bytes_done).toBe(job.bytes_total);
     }
   });
 });

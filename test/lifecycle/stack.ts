@@ -199,7 +199,8 @@ export class ProgressWatch {
     expect(e.percent === 100, `execution ${e.id} shows 100 % only when it has ended`).toBe(e.percent === 100 && e.status !== 'running');
     for (const j of e.jobs) {
       this.check(`job ${j.id}`, j.percent, j.bytes_done);
-      if (j.percent === 100) expect(j.status, `job ${j.id} shows 100 % only when it succeeded`).toBe('succeeded');
+      // DESIGN §1: 100 only once the job is terminal (a job that failed after moving every byte may show it).
+      if (j.percent === 100) expect(['succeeded', 'failed', 'cancelled'], `job ${j.id} shows 100 % while ${j.status}`).toContain(j.status);
     }
   }
 
