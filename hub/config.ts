@@ -51,6 +51,11 @@ export const HUB_SETTINGS = {
   catchUpAfterMs: { env: 'BACKHAUL_HUB_CATCH_UP_AFTER_MS', schema: ms(60_000), doc: 'A tick found later than this was missed (no hub ran): missed ticks give one catch-up run.' },
   gcSchedule: { env: 'BACKHAUL_HUB_GC_SCHEDULE', schema: z.string().default('0 3 * * *'), doc: 'Cron (UTC) of the scheduled garbage collection; empty for none.' },
   gcGraceMs: { env: 'BACKHAUL_HUB_GC_GRACE_MS', schema: ms(6 * 3_600_000), doc: 'GC never frees chunks younger than this: a backup in flight may name them.' },
+  progressWriteIntervalMs: {
+    env: 'BACKHAUL_HUB_PROGRESS_WRITE_INTERVAL_MS',
+    schema: z.coerce.number().int().min(0).default(1_500),
+    doc: "At most one database write of a running job's progress per this interval (phase changes and notes at once); 0 writes every report.",
+  },
   eventBufferSize: { env: 'BACKHAUL_HUB_EVENT_BUFFER', schema: ms(10_000), doc: 'Live events kept for event-stream clients that reconnect with Last-Event-ID.' },
   sseHeartbeatMs: { env: 'BACKHAUL_HUB_SSE_HEARTBEAT_MS', schema: ms(15_000), doc: 'Interval of heartbeat comments on idle event streams, so proxies keep them open.' },
   metricsToken: {

@@ -82,7 +82,7 @@ export class Hub {
         jobEnded: () => lifecycle.jobEnded(),
         abortOnAgent: (a, j, r) => lifecycle.abortOnAgent(a, j, r),
         backupCommitted: (seconds) => metrics.backupDuration.observe(seconds),
-      });
+      }, cfg.progressWriteIntervalMs);
       registry.lifecycle = lifecycle;
       const onDataLoss = async (jobId: string, msg: string) => {
         const job = await jobs.failWithDataLoss(jobId, msg);

@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent, type JobFinal } from '../../shared/gen/backhaul/v1/agent.js';
 import type { Job } from '../db/entities/job.js';
 import { appendJobLog } from './job-log.js';
+import { ProgressCoalescer } from './progress-coalescer.js';
 import { isUuid } from '../../shared/uuid.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Orm } from '../db/orm.js';
@@ -47,7 +48,20 @@ export class JobEvents {
     private readonly repo: Repository,
     private readonly log: Logger,
     private readonly hooks: JobEventHooks = { jobEnded: () => {}, abortOnAgent: () => {} },
-  ) {}
+    progressWriteIntervalMs = 0,
+  ) {
+    this.coalescer = new ProgressCoalescer(
+      progressWriteIntervalMs,
+      async (jobId, p) => {
+        const store = new JobStore(this.orm.em.fork());
+        const job = await store.get(jobId);
+        if (job && !TERMINAL.has(job.status)) await store.applyProgress(job, p.seq, p.phase, p.counters);
+      },
+      (jobId, err) => this.log.warn({ err, job_id: jobId }, 'held progress not written'),
+    );
+  }
+
+  private readonly coalescer: ProgressCoalescer;
 
   async handle(agentId: string, ev: JobEvent): Promise<EventAck> {
     const em = this.orm.em.fork();
@@ -71,7 +85,7 @@ export class JobEvents {
     if (e?.$case === 'progress') {
       if (ev.seq <= job.lastSeq) return ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'duplicate or older event');
       const p = e.value;
-      const applied = await jobs.applyProgress(job, ev.seq, PHASES[p.phase] ?? null, {
+      const report = this.coalescer.offer(job, { seq: ev.seq, phase: PHASES[p.phase] ?? null, counters: {
         bytesTotal: p.bytesTotal,
         bytesDone: p.bytesDone,
         bytesRead: p.bytesRead,
@@ -87,7 +101,10 @@ export class JobEvents {
           network: p.busy?.network ?? 0,
           hubWrite: p.busy?.hubWrite ?? 0,
         },
-      });
+      } }, p.note !== '');
+      // Held back to spare the database; it is written within the coalescing interval.
+      if (!report) return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, job.status);
+      const applied = await jobs.applyProgress(job, report.seq, report.phase, report.counters);
       if (p.note) {
         log.info({ note: p.note }, 'job note');
         await appendJobLog(em, job.id, 'info', p.note);
@@ -96,7 +113,10 @@ export class JobEvents {
       return applied ? ack(EventDisposition.EVENT_DISPOSITION_APPLIED, applied.status) : ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'not applied');
     }
     if (e?.$case === 'final') {
-      const settled = await this.final(em, jobs, job, ev, e.value, log, ack);
+      // The last progress held back goes in first: the job's counters as the agent last told them.
+      await this.coalescer.flush(job.id);
+      this.coalescer.forget(job.id);
+      const settled = await this.final(em, jobs, (await jobs.get(job.id)) ?? job, ev, e.value, log, ack);
       this.hooks.jobEnded();
       return settled;
     }

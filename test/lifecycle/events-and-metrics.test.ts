@@ -18,8 +18,8 @@ const clients: SseClient[] = [];
 beforeAll(async () => {
   stack = await Stack.start({ BACKHAUL_HUB_SSE_HEARTBEAT_MS: '300', BACKHAUL_HUB_METRICS_TOKEN: METRICS_TOKEN });
   dir = await tempDir('bh-events');
-  // 48 MiB at 12 MiB/s: four seconds of progress.
-  const agent = await stack.addAgent([fileTarget('slow', await rawImage(dir, 'slow', 64, 48))], { BACKHAUL_AGENT_READ_LIMIT_BPS: String(12 * MiB) }, 'events-agent');
+  // 48 MiB at 8 MiB/s: six seconds of progress.
+  const agent = await stack.addAgent([fileTarget('slow', await rawImage(dir, 'slow', 64, 48))], { BACKHAUL_AGENT_READ_LIMIT_BPS: String(8 * MiB) }, 'events-agent');
   slowTarget = (await stack.targetsOf(agent.id)).get('slow')!;
 });
 
@@ -75,9 +75,9 @@ describe('GET /api/v1/events', () => {
     expect(new Set(progress.filter((p) => p > 0 && p < 100)).size).toBeGreaterThanOrEqual(2);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
     expect(progress.every((p) => p < 100)).toBe(true);
-    // Progress at most once a second per job (with some slack for delivery jitter).
+    // Progress at most once a second per job (the hub writes it at most every 1.5 s; some slack for jitter).
     const times = evs.filter((e) => e.event === 'job.progress').map((e) => Date.parse(e.data.at));
-    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(800);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(1_000);
     // What the last event claims is what the database holds.
     expect((await query(stack.db.url, 'select status, completed_at from executions where id = $1', [run.id]))[0]!.status).toBe(evs[done]!.data.status);
     expect(whole.comments).toBeGreaterThanOrEqual(3); // heartbeats

@@ -26,8 +26,8 @@ beforeAll(async () => {
     const agent = await stack.addAgent(targets, { BACKHAUL_AGENT_MAX_JOBS: '4' }, `fleet-${a}`);
     fleet.push({ agent, targets: await stack.targetsOf(agent.id) });
   }
-  // 96 MiB read at 24 MiB/s: about four seconds of transfer, so progress can be watched.
-  const slowAgent = await stack.addAgent([fileTarget('big-vm', await rawImage(dir, 'big-vm', 128, 96))], { BACKHAUL_AGENT_READ_LIMIT_BPS: String(24 * MiB) }, 'slow');
+  // 96 MiB read at 16 MiB/s: about six seconds of transfer, so progress can be watched.
+  const slowAgent = await stack.addAgent([fileTarget('big-vm', await rawImage(dir, 'big-vm', 128, 96))], { BACKHAUL_AGENT_READ_LIMIT_BPS: String(16 * MiB) }, 'slow');
   slow = { agent: slowAgent, targetId: (await stack.targetsOf(slowAgent.id)).get('big-vm')! };
   // One run first, so "run now" is timed on a warm hub, as operators meet it, not on its first JIT pass.
   await stack.finish((await stack.runFlow(await stack.createFlow('warm-up', [fleet[0]!.targets.get('vm-0-0')!]), 1)).id);
