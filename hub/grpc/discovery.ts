@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Server } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProto } from 'grpc-health-check';
 
 const PROTO_FILES = ['backhaul/v1/admin.proto', 'backhaul/v1/agent.proto', 'backhaul/v1/data.proto'];
 export const ADMIN_SERVICE_NAME = 'backhaul.v1.AdminService';
@@ -24,7 +24,8 @@ function protoRoot(): string {
  */
 export function addDiscoveryServices(server: Server): HealthImplementation {
   const root = protoRoot();
-  const pkg = loadSync(PROTO_FILES.map((f) => join(root, f)), { includeDirs: [root] });
+  // The health service's own proto too, so tools find it through reflection.
+  const pkg = loadSync([...PROTO_FILES.map((f) => join(root, f)), healthProto], { includeDirs: [root, dirname(healthProto)] });
   new ReflectionService(pkg).addToServer(server);
   const health = new HealthImplementation({ '': 'SERVING', [ADMIN_SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
