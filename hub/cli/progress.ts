@@ -43,7 +43,7 @@ function header(e: ExecutionDetailView): string {
 /** The lines that close a follow: the outcome, and why each job that did not succeed ended. */
 export function summary(e: ExecutionDetailView): string {
   const took = e.completed_at ? ` in ${duration((Date.parse(e.completed_at) - Date.parse(e.started_at)) / 1000)}` : '';
-  const lines = [`execution ${e.id} ${e.status}${took}: ${e.job_counts.succeeded} succeeded, ${e.job_counts.failed} failed, ${e.job_counts.cancelled} cancelled; ${bytes(e.bytes_done)} read`];
+  const lines = [`execution ${e.id} ${e.status}${took}: ${e.job_counts.succeeded} succeeded, ${e.job_counts.failed} failed, ${e.job_counts.cancelled} cancelled; ${bytes(e.bytes_done)} done`];
   for (const j of e.jobs.filter((x) => x.status !== 'succeeded')) lines.push(`  ${label(j)}: ${j.status}${j.error_code ? ` ${j.error_code}: ${j.error_message ?? ''}` : ''}`);
   return `${lines.join('\n')}\n`;
 }
