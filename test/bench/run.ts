@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- control-plane | data-plane]`: the benchmarks, both by default (or the ones
- * named in BENCH, comma-separated). The data-plane one lives in data-plane/bench.ts.
+ * `npm run bench [-- control-plane | data-plane | cli]`: the benchmarks, all by default (or the ones
+ * named in BENCH, comma-separated). The data-plane one lives in data-plane/bench.ts, the CLI's
+ * start-up in cli-startup.ts.
  *
  * The control-plane benchmark starts a real hub process on a fresh database,
  * enrolls a fleet of agents through the real Enroll RPC, then
@@ -29,6 +30,7 @@ import { cpuSecondsOf, fdLimitOf, memoryOf, MIB } from './proc-stats.js';
 import { count, kib, markdownTable, mib, ms, pct, ratio, verdict, type ResultRow } from './results-table.js';
 import { SimulatedFleet } from './simulated-agents.js';
 import { runDataPlane } from './data-plane/bench.js';
+import { runCliStartup } from './cli-startup.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const HELLO_CONNECTS = Number(process.env.BENCH_HELLO_CONNECTS ?? 200);
@@ -257,7 +259,7 @@ function report(m: Measured): void {
   process.stdout.write(`Command: \`npm run bench\` (this run: ${elapsed()} after the build).\n`);
 }
 
-const BENCHES = { 'control-plane': runControlPlane, 'data-plane': runDataPlane } as const;
+const BENCHES = { 'control-plane': runControlPlane, 'data-plane': runDataPlane, cli: runCliStartup } as const;
 type BenchName = keyof typeof BENCHES;
 
 /** The benchmarks named on the command line or in BENCH (comma-separated); all of them by default. */
