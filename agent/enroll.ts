@@ -1,9 +1,8 @@
 import { hostname as osHostname } from 'node:os';
-import { connect, type DetailedPeerCertificate } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import { fetchHubCa } from '../shared/hub-ca.js';
 import { Metadata } from '@grpc/grpc-js';
 import { certificateSha256, createKeyAndCsr, normalizeFingerprint } from '../shared/certs.js';
-import { HUB_TLS_NAME } from '../shared/grpc-options.js';
 import type { Logger } from '../shared/logger.js';
 import { hubClient } from './hub-client.js';
 import { saveCredentials, type AgentIdentity } from './state.js';
@@ -35,7 +34,9 @@ export async function enroll(opts: EnrollOptions, log: Logger): Promise<AgentIde
   const expected = normalizeFingerprint(opts.caSha256);
   if (!expected) throw new EnrollError('BAD_ARGUMENT', '--ca-sha256 must be 64 hex digits (colons and a "sha256:" prefix are allowed)');
   const { host, port } = splitHostPort(opts.hub);
-  const caPem = await fetchHubCa(host, port, opts.timeoutMs ?? 10_000);
+  const caPem = await fetchHubCa(host, port, opts.timeoutMs ?? 10_000).catch((err: unknown) => {
+    throw new EnrollError('HUB_UNREACHABLE', (err as Error).message);
+  });
   const actual = certificateSha256(caPem);
   if (actual !== expected) {
     throw new EnrollError('CA_MISMATCH', `the hub's CA fingerprint is ${actual}, not the expected ${expected}; refusing to trust this hub`);
@@ -62,30 +63,6 @@ export async function enroll(opts: EnrollOptions, log: Logger): Promise<AgentIde
   } finally {
     client.close();
   }
-}
-
-/** The self-signed root at the end of the chain the hub presents. */
-function fetchHubCa(host: string, port: number, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect({ host, port, servername: HUB_TLS_NAME, rejectUnauthorized: false, ALPNProtocols: ['h2'], timeout: timeoutMs });
-    const fail = (msg: string) => {
-      sock.destroy();
-      reject(new EnrollError('HUB_UNREACHABLE', msg));
-    };
-    sock.once('timeout', () => fail(`no TLS answer from ${host}:${port} within ${timeoutMs} ms`));
-    sock.once('error', (err) => fail(`cannot reach the hub at ${host}:${port}: ${err.message}`));
-    sock.once('secureConnect', () => {
-      let cert: DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
-      while (cert?.issuerCertificate && cert.issuerCertificate !== cert && cert.issuerCertificate.raw && !cert.issuerCertificate.raw.equals(cert.raw)) {
-        cert = cert.issuerCertificate;
-      }
-      sock.end();
-      if (!cert?.raw) return fail('the hub presented no certificate');
-      const x = new X509Certificate(cert.raw);
-      if (!x.ca || !x.checkIssued(x)) return fail('the hub did not present its CA certificate in its chain');
-      resolve(x.toString());
-    });
-  });
 }
 
 export function splitHostPort(addr: string): { host: string; port: number } {

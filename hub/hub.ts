@@ -9,9 +9,13 @@ import { SessionRegistry } from './agents/registry.js';
 import type { HubConfig } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrate, openOrm, type Orm } from './db/orm.js';
+import { AdminServiceService } from '../shared/gen/backhaul/v1/admin.js';
+import { AdminService } from './grpc/admin-service.js';
 import { agentServiceDefinition, agentServiceHandlers } from './grpc/agent-service.js';
 import { hubServerCredentials } from './grpc/credentials.js';
 import { dataServiceDefinition, dataServiceHandlers, DATA_MAX_MESSAGE_BYTES } from './grpc/data-service.js';
+import { addDiscoveryServices, ADMIN_SERVICE_NAME } from './grpc/discovery.js';
+import type { HealthImplementation } from 'grpc-health-check';
 import { JobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { MaintenanceJobs } from './jobs/maintenance-jobs.js';
@@ -47,6 +51,8 @@ export class Hub {
     readonly lifecycle: Lifecycle,
     readonly metrics: HubMetrics,
     readonly events: EventBus,
+    readonly admin: AdminService,
+    readonly health: HealthImplementation,
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
@@ -72,8 +78,9 @@ export class Hub {
 
       const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
       const metrics = new HubMetrics(orm);
-      events = new EventBus({ databaseUrl: db.url, bufferSize: cfg.eventBufferSize, progressIntervalMs: 1000 }, log);
-      await events.start();
+      const bus = new EventBus({ databaseUrl: db.url, bufferSize: cfg.eventBufferSize, progressIntervalMs: 1000 }, log);
+      events = bus;
+      await bus.start();
       // The job service wakes the lifecycle's dispatcher, which is built from it: hence the late binding.
       const jobs = new JobService(orm, () => lifecycle.dispatcher.kick());
       const maintenance = new MaintenanceJobs(orm, repo, db.url, log);
@@ -93,11 +100,16 @@ export class Hub {
       const server = new Server({ ...serverKeepalive, 'grpc.max_receive_message_length': DATA_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': DATA_MAX_MESSAGE_BYTES });
       server.addService(agentServiceDefinition, agentServiceHandlers({ orm, ca, registry, log }));
       server.addService(dataServiceDefinition, dataServiceHandlers({ orm, repo, log, onDataLoss: (jobId, msg) => void onDataLoss(jobId, msg).catch((err: unknown) => log.error({ err, job_id: jobId }, 'cannot record data loss')) }));
+      const read = new ReadModel(orm);
+      // Operators reach the AdminService on the agents' port, with an API token instead of a client certificate.
+      const admin = new AdminService({ orm, log, read, lifecycle, events: bus, metrics, caFingerprint: ca.fingerprint });
+      server.addService(AdminServiceService, admin.handlers());
+      const health = addDiscoveryServices(server);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
       );
       const rest = await startRestServer(
-        { orm, log, read: new ReadModel(orm), lifecycle, events, metrics },
+        { orm, log, read, lifecycle, events: bus, metrics },
         { listen: cfg.httpListen, bodyLimitBytes: cfg.apiBodyLimitBytes, sseHeartbeatMs: cfg.sseHeartbeatMs, metricsToken: cfg.metricsToken },
       ).catch((err: unknown) => {
         server.forceShutdown();
@@ -107,7 +119,7 @@ export class Hub {
       presence.start();
       lifecycle.start();
       log.info({ listen: cfg.listen, port, http_port: rest.port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics, events);
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics, bus, admin, health);
     } catch (err) {
       await events?.stop();
       await orm?.close();
@@ -125,6 +137,9 @@ export class Hub {
       const deadline = Date.now() + this.cfg.shutdownTimeoutMs;
       // REST first: no new API call may start work on a hub that is going away.
       await this.rest.close();
+      this.health.setStatus('', 'NOT_SERVING');
+      this.health.setStatus(ADMIN_SERVICE_NAME, 'NOT_SERVING');
+      this.admin.close();
       // Close the listener first: agents told to come back must not reconnect to this hub.
       const listenerClosed = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
       const drained = this.registry.drainAll(reason, this.cfg.drainReconnectMs);

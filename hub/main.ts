@@ -4,7 +4,7 @@ import { describeSettings, ConfigError } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { createJoinToken } from './agents/join-tokens.js';
-import { createApiToken, listApiTokens, revokeApiToken } from './auth/api-tokens.js';
+import { apiTokenView, createApiToken, listApiTokens, revokeApiToken } from './auth/api-tokens.js';
 import { HUB_SETTINGS, loadHubConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { Agent } from './db/entities/agent.js';
@@ -71,6 +71,18 @@ token
     });
   });
 
+program
+  .command('ca')
+  .description("Print the hub's CA certificate (PEM): backhaulctl --ca and other TLS clients trust the hub through it.")
+  .option('--sha256', 'print only its SHA-256 fingerprint, for backhaulctl login --ca-sha256 and agent enrollment')
+  .addHelpText('after', '\nExample:\n  backhaul-hub ca > hub-ca.pem && backhaulctl login --hub hub.example.net:7443 --token bh_… --ca hub-ca.pem')
+  .action(async (opts: { sha256?: boolean }) => {
+    await withOrm(async (orm) => {
+      const ca = await loadOrCreateCa(orm.em.fork());
+      process.stdout.write(opts.sha256 ? `${ca.fingerprint}\n` : ca.certPem.endsWith('\n') ? ca.certPem : `${ca.certPem}\n`);
+    });
+  });
+
 const apiToken = program.command('api-token').description('Manage bearer tokens of the REST API.');
 apiToken
   .command('create')
@@ -95,14 +107,7 @@ apiToken
   .option('--json', 'print a JSON array')
   .action(async (opts: { json?: boolean }) => {
     await withOrm(async (orm) => {
-      const rows = (await listApiTokens(orm.em.fork())).map((t) => ({
-        id: t.id,
-        name: t.name,
-        role: t.role,
-        created_at: t.createdAt.toISOString(),
-        last_used_at: t.lastUsedAt?.toISOString() ?? null,
-        revoked_at: t.revokedAt?.toISOString() ?? null,
-      }));
+      const rows = (await listApiTokens(orm.em.fork())).map(apiTokenView);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows)}\n`);
         return;

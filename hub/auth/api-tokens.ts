@@ -22,6 +22,25 @@ export interface ApiTokenInfo {
   revokedAt: Date | null;
 }
 
+/** A token as the admin API and `backhaul-hub api-token list --json` show it; never its secret. */
+export interface ApiTokenView {
+  id: string;
+  name: string;
+  role: ApiRole;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export const apiTokenView = (t: ApiTokenInfo): ApiTokenView => ({
+  id: t.id,
+  name: t.name,
+  role: t.role,
+  created_at: t.createdAt.toISOString(),
+  last_used_at: t.lastUsedAt?.toISOString() ?? null,
+  revoked_at: t.revokedAt?.toISOString() ?? null,
+});
+
 /** Who a request acts as, once its bearer token checked out. */
 export interface ApiPrincipal {
   tokenId: string;

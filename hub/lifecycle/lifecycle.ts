@@ -137,6 +137,19 @@ export class Lifecycle {
   }
 
   // Agents
+  /**
+   * A disabled agent gets no new jobs, and its stream is refused: this hub closes the one it
+   * holds, and the presence check refuses the reconnect. Its running jobs then end as for any
+   * lost agent. Enabling lets it connect again at its next retry.
+   */
+  async setAgentEnabled(id: string, enabled: boolean): Promise<void> {
+    mustBeId(id, 'agent');
+    const rows = await this.orm.em.fork().execute('update agents set disabled = ? where id = ? returning id', [!enabled, id]);
+    if (rows.length === 0) throw new HubError('NOT_FOUND', `agent ${id} does not exist`);
+    if (!enabled) this.registry.connected(id)?.close(new HubError('AGENT_DISABLED', `agent ${id} is disabled by an operator`));
+    else this.dispatcher.kick();
+  }
+
   /** After a Hello: record the inventory as targets, reconcile the agent's jobs, start what waits. */
   async agentConnected(agentId: string, hello: Hello): Promise<void> {
     const em = this.orm.em.fork();

@@ -1,4 +1,4 @@
-import { found, route } from './route.js';
+import { actionRoute, found, route } from './route.js';
 import { Agent, AgentList, IdParams } from './schemas.js';
 
 export const agentsRoutes = [
@@ -21,4 +21,19 @@ export const agentsRoutes = [
     response: Agent,
     handler: async ({ deps, params }) => found('agent', params.id, await deps.read.getAgent(params.id)),
   }),
+  setAgentEnabled(false),
+  setAgentEnabled(true),
 ];
+
+function setAgentEnabled(enabled: boolean) {
+  return actionRoute({
+    url: `/api/v1/agents/:id/${enabled ? 'enable' : 'disable'}`,
+    access: 'operator',
+    summary: enabled ? 'Enable an agent: it may connect and take jobs again.' : 'Disable an agent: its stream is closed, its reconnects are refused, and it gets no jobs.',
+    status: 200,
+    response: Agent,
+    what: 'agent',
+    act: (deps, id) => deps.lifecycle.setAgentEnabled(id, enabled),
+    read: (deps, id) => deps.read.getAgent(id),
+  });
+}

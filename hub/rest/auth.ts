@@ -36,15 +36,24 @@ export function registerAuth(app: FastifyInstance, orm: Orm, metricsToken?: stri
     // document); a known route without an access rule is closed to all but admins.
     const access = req.routeOptions.config.access ?? (req.is404 ? 'public' : 'admin');
     if (access === 'public') return;
-    const header = req.headers.authorization;
-    const m = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
-    if (!m) throw new HubError('UNAUTHENTICATED', 'this route needs an "Authorization: Bearer <token>" header');
-    if (metricsDigest && req.routeOptions.config.metricsToken && timingSafeEqual(createHash('sha256').update(m[1]!).digest(), metricsDigest)) return;
-    const principal = await verifyApiToken(orm.em.fork(), m[1]!);
-    if (!principal) throw new HubError('UNAUTHENTICATED', 'the token is unknown or revoked');
-    if (!roleAllows(principal.role, access)) {
-      throw new HubError('PERMISSION_DENIED', `this action needs the ${access} role; the token has ${principal.role}`, { required_role: access, role: principal.role });
-    }
-    req.principal = principal;
+    // Prometheus may scrape with the metrics token alone; it opens nothing else.
+    const bearer = /^Bearer +(\S+) *$/i.exec(typeof req.headers.authorization === 'string' ? req.headers.authorization : '')?.[1];
+    if (metricsDigest && bearer && req.routeOptions.config.metricsToken && timingSafeEqual(createHash('sha256').update(bearer).digest(), metricsDigest)) return;
+    req.principal = await authorize(orm, req.headers.authorization, access, 'this route');
   });
+}
+
+/**
+ * The principal behind an "Authorization: Bearer <token>" value, if its role allows `access`.
+ * REST headers and admin gRPC metadata are checked by this one function.
+ */
+export async function authorize(orm: Orm, header: unknown, access: ApiRole, what: string): Promise<ApiPrincipal> {
+  const m = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
+  if (!m) throw new HubError('UNAUTHENTICATED', `${what} needs an "Authorization: Bearer <token>" header`);
+  const principal = await verifyApiToken(orm.em.fork(), m[1]!);
+  if (!principal) throw new HubError('UNAUTHENTICATED', 'the token is unknown or revoked');
+  if (!roleAllows(principal.role, access)) {
+    throw new HubError('PERMISSION_DENIED', `this action needs the ${access} role; the token has ${principal.role}`, { required_role: access, role: principal.role });
+  }
+  return principal;
 }

@@ -26,6 +26,7 @@ export type LifecycleWrites = Pick<
   | 'restoreBackup'
   | 'verifyBackup'
   | 'deleteBackup'
+  | 'setAgentEnabled'
 >;
 
 /** What route handlers work with. */
@@ -127,20 +128,34 @@ function parseInput(schema: z.ZodType | undefined, value: unknown, part: 'params
   throw new HubError('INVALID_ARGUMENT', `${issues[0]!.field}: ${issues[0]!.message}`, { field: issues[0]!.field, issues });
 }
 
+/** The raw parts of a call, before they are checked against the route's schemas. */
+export interface RouteInput {
+  params?: unknown;
+  query?: unknown;
+  body?: unknown;
+}
+
+/**
+ * Checks the inputs and runs the route's handler. REST and the admin gRPC service both call
+ * routes through here, so they validate alike and answer with the same views.
+ */
+export function runRoute(spec: RouteSpec, deps: RestDeps, input: RouteInput, principal: ApiPrincipal | null): Promise<unknown> {
+  return spec.handler({
+    params: parseInput(spec.params, input.params, 'params'),
+    query: parseInput(spec.query, input.query, 'query'),
+    body: parseInput(spec.body, input.body, 'body'),
+    principal,
+    deps,
+  });
+}
+
 export function mountRoute(app: FastifyInstance, spec: RouteSpec, deps: RestDeps): void {
   app.route({
     method: spec.method,
     url: spec.url,
     config: { access: spec.access },
     handler: async (req, reply) => {
-      const ctx = {
-        params: parseInput(spec.params, req.params, 'params'),
-        query: parseInput(spec.query, req.query, 'query'),
-        body: parseInput(spec.body, req.body, 'body'),
-        principal: req.principal,
-        deps,
-      };
-      const out = await spec.handler(ctx);
+      const out = await runRoute(spec, deps, { params: req.params, query: req.query, body: req.body }, req.principal);
       reply.code(spec.status);
       return spec.response === null ? reply.send() : out;
     },

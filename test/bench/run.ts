@@ -1,7 +1,8 @@
 /**
- * `npm run bench [-- control-plane | data-plane | lifecycle]`: the benchmarks, all by default (or the
- * ones named in BENCH, comma-separated). The data-plane one lives in data-plane/bench.ts, the
- * lifecycle one (200 jobs at once: REST, SSE, database writes) in lifecycle/bench.ts.
+ * `npm run bench [-- control-plane | data-plane | lifecycle | cli]`: the benchmarks, all by default (or
+ * the ones named in BENCH, comma-separated). The data-plane one lives in data-plane/bench.ts, the
+ * lifecycle one (200 jobs at once: REST, SSE, database writes) in lifecycle/bench.ts, the CLI's
+ * start-up in cli-startup.ts.
  *
  * The control-plane benchmark starts a real hub process on a fresh database,
  * enrolls a fleet of agents through the real Enroll RPC, then
@@ -31,6 +32,7 @@ import { count, kib, markdownTable, mib, ms, pct, ratio, verdict, type ResultRow
 import { SimulatedFleet } from './simulated-agents.js';
 import { runDataPlane } from './data-plane/bench.js';
 import { runLifecycle } from './lifecycle/bench.js';
+import { runCliStartup } from './cli-startup.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const HELLO_CONNECTS = Number(process.env.BENCH_HELLO_CONNECTS ?? 200);
@@ -259,7 +261,7 @@ function report(m: Measured): void {
   process.stdout.write(`Command: \`npm run bench\` (this run: ${elapsed()} after the build).\n`);
 }
 
-const BENCHES = { 'control-plane': runControlPlane, 'data-plane': runDataPlane, lifecycle: runLifecycle } as const;
+const BENCHES = { 'control-plane': runControlPlane, 'data-plane': runDataPlane, lifecycle: runLifecycle, cli: runCliStartup } as const;
 type BenchName = keyof typeof BENCHES;
 
 /** The benchmarks named on the command line or in BENCH (comma-separated); all of them by default. */

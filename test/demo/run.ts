@@ -2,20 +2,20 @@
  * `npm run demo`: the newcomer's tour on the embedded defaults, driven the way an operator drives
  * Backhaul. A real `backhaul-hub serve` process with its own embedded PostgreSQL; a join token
  * and an API token from `backhaul-hub`'s admin commands; a real `backhaul-agent` process enrolled
- * with the token; then, through the REST API only, a protection flow run twice (a full backup,
- * then an incremental) with live progress, and a restore whose reported SHA-256 is checked
- * against the disk, plus a verify of the repository.
+ * with the token; then a protection flow run twice with `backhaulctl flows run --wait` (a full
+ * backup, then an incremental), its live bars on the terminal, and through REST a restore whose
+ * reported SHA-256 is checked against the disk, plus a verify of the repository.
  *
  * With qemu-storage-daemon installed the VM disk is a qcow2 image in a real daemon and the qemu
  * driver reads it; otherwise a raw image and the file driver. The demo says which.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionDetailView, JobView } from '../../hub/lifecycle/read-model.js';
-import { AGENT_BIN, eventually, freePort, HUB_BIN, hubEnv, startAgent, startHub, tempDir, type HubProcOptions, type Proc } from '../support/processes.js';
+import { AGENT_BIN, eventually, freePort, HUB_BIN, hubEnv, ROOT, startAgent, startHub, tempDir, type HubProcOptions, type Proc } from '../support/processes.js';
 import { MiB, StorageDaemon } from '../support/qemu.js';
 
 const run = promisify(execFile);
@@ -28,6 +28,7 @@ const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'partial']);
 
 const DISK = 256 * MiB;
+const CTL_BIN = join(ROOT, 'dist/hub/cli/main.js');
 
 async function hasQemu(): Promise<boolean> {
   try {
@@ -84,16 +85,22 @@ async function followJob(api: Api, get: () => Promise<JobView>, label: string): 
   }
 }
 
-/** Runs the flow now (202, running) and follows its one job to the end. */
-async function runFlow(api: Api, flowId: string, label: string): Promise<{ execution: ExecutionDetailView; job: JobView; answeredMs: number }> {
-  const t0 = performance.now();
-  const started = await api.call<ExecutionDetailView>('POST', `/api/v1/flows/${flowId}/run`);
-  const answeredMs = performance.now() - t0;
-  show(`POST /flows/…/run answered in ${answeredMs.toFixed(0)} ms: execution ${started.id} is ${started.status}, completed_at ${started.completed_at}, ${started.job_counts.total} job\n`);
-  const job = await followJob(api, async () => (await api.call<ExecutionDetailView>('GET', `/api/v1/executions/${started.id}`)).jobs[0]!, label);
-  const execution = await api.call<ExecutionDetailView>('GET', `/api/v1/executions/${started.id}`);
-  if (execution.status !== 'succeeded') throw new Error(`the ${label} execution ended ${execution.status}: ${job.error_code}: ${job.error_message}`);
-  return { execution, job, answeredMs };
+/**
+ * Runs the flow the way an operator does, `backhaulctl flows run demo-nightly --wait`, with the
+ * terminal handed over so its live bars show; then reads the execution it ran back through REST.
+ */
+async function runFlow(api: Api, ctlEnv: NodeJS.ProcessEnv, flowId: string, label: string): Promise<{ execution: ExecutionDetailView; job: JobView }> {
+  show(`$ backhaulctl flows run demo-nightly --wait\n`);
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, [CTL_BIN, 'flows', 'run', 'demo-nightly', '--wait'], { env: ctlEnv, stdio: 'inherit' });
+    child.once('error', reject);
+    child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
+  });
+  const latest = (await api.call<{ items: { id: string }[] }>('GET', `/api/v1/executions?flow_id=${flowId}&limit=1`)).items[0]!;
+  const execution = await api.call<ExecutionDetailView>('GET', `/api/v1/executions/${latest.id}`);
+  const job = execution.jobs[0]!;
+  if (code !== 0 || execution.status !== 'succeeded') throw new Error(`the ${label} run exited ${code}; the execution ended ${execution.status}: ${job.error_code}: ${job.error_message}`);
+  return { execution, job };
 }
 
 async function main(): Promise<void> {
@@ -118,7 +125,11 @@ async function main(): Promise<void> {
     const apiToken = JSON.parse(await hubCli('api-token', 'create', '--name', 'demo', '--role', 'admin', '--json')) as { token: string };
     const join_ = JSON.parse(await hubCli('token', 'create', '--json', '--ttl', '10m')) as { token: string; ca_sha256: string };
     const api = new Api(base, apiToken.token);
-    show('api token and join token created (only their SHA-256 is stored)\n');
+    // backhaulctl reaches the hub's gRPC port over TLS, trusting the CA that `backhaul-hub ca` prints.
+    const caFile = join(root, 'hub-ca.pem');
+    await writeFile(caFile, await hubCli('ca'));
+    const ctlEnv = { ...process.env, BACKHAUL_HUB: `127.0.0.1:${hubOpts.port}`, BACKHAUL_TOKEN: apiToken.token, BACKHAUL_CA: caFile };
+    show('api token and join token created (only their SHA-256 is stored); the CA saved for backhaulctl\n');
 
     step(3, 'Enrolling a local agent with the join token (it checks the CA fingerprint, sends a CSR)');
     const stateDir = join(root, 'agent');
@@ -160,9 +171,9 @@ async function main(): Promise<void> {
     const flow = await api.call<{ id: string }>('POST', '/api/v1/flows', { name: 'demo-nightly', target_ids: [targets[0]!.id], schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { keep_last: 7 } });
     show(`POST /flows: flow demo-nightly (${flow.id})\n`);
 
-    step(6, 'Full backup: POST /flows/…/run, then the execution polled through REST');
+    step(6, 'Full backup, run and followed with backhaulctl');
     const fullStart = Date.now();
-    const full = await runFlow(api, flow.id, 'full');
+    const full = await runFlow(api, ctlEnv, flow.id, 'full');
     const atFull = await content();
     const fullBackup = await api.call<{ bytes_total: number }>('GET', `/api/v1/backups/${full.job.backup_id}`);
     show(`${((Date.now() - fullStart) / 1000).toFixed(1)} s: succeeded at ${full.execution.completed_at}; backup ${full.job.backup_id} of ${mib(fullBackup.bytes_total)}, ${mib(full.job.bytes_transferred)} sent new\n`);
@@ -171,7 +182,7 @@ async function main(): Promise<void> {
     for (const o of [5, 40, 90, 200]) await change(o * MiB, randomBytes(2 * MiB));
     const atIncr = await content();
     const incrStart = Date.now();
-    const incr = await runFlow(api, flow.id, 'incr');
+    const incr = await runFlow(api, ctlEnv, flow.id, 'incr');
     show(
       `${((Date.now() - incrStart) / 1000).toFixed(1)} s: ${mib(incr.job.bytes_transferred)} sent new, ${mib(incr.job.bytes_reused)} reused` +
         `${qemu ? ' (only the changed chunks were read, from the dirty bitmap)' : ' (the file driver reads everything and sends what the hub lacks)'}\n`,

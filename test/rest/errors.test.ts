@@ -122,6 +122,8 @@ const ROUTES = [
   'get /api/v1/openapi.json',
   'get /api/v1/agents',
   'get /api/v1/agents/{id}',
+  'post /api/v1/agents/{id}/disable',
+  'post /api/v1/agents/{id}/enable',
   'get /api/v1/targets',
   'post /api/v1/targets',
   'get /api/v1/targets/{id}',
