@@ -483,12 +483,19 @@ export class ReadModel {
 
   /** An execution with its jobs, oldest job first. */
   async getExecution(id: string): Promise<ExecutionDetailView | null> {
-    const em = this.em();
-    const rows = await em.execute<Row[]>('select * from executions where id = ?', [id]);
-    if (!rows[0]) return null;
-    const jobs = (await em.execute<Row[]>(`${JOB_SELECT} where j.execution_id = ? order by j.created_at, j.id`, [id])).map(jobView);
-    const retention = (await em.execute<Row[]>(`${JOB_SELECT} where j.kind = 'prune' and j.params->>'afterExecutionId' = ? order by j.created_at, j.id`, [id])).map(jobView);
-    return { ...executionView(rows[0], jobs), jobs, retention_jobs: retention };
+    // One round trip: UIs poll this while a run goes on. The jobs come as JSON rows, which
+    // jobView reads like driver rows (timestamps as strings, numbers as numbers).
+    const rows = await this.em().execute<(Row & { jobs_json: Row[]; retention_json: Row[] })[]>(
+      `select e.*,
+         coalesce((select json_agg(x order by x.created_at, x.id) from (${JOB_SELECT} where j.execution_id = e.id) x), '[]') as jobs_json,
+         coalesce((select json_agg(x order by x.created_at, x.id) from (${JOB_SELECT} where j.kind = 'prune' and j.params->>'afterExecutionId' = e.id::text) x), '[]') as retention_json
+       from executions e where e.id = ?`,
+      [id],
+    );
+    const e = rows[0];
+    if (!e) return null;
+    const jobs = e.jobs_json.map(jobView);
+    return { ...executionView(e, jobs), jobs, retention_jobs: e.retention_json.map(jobView) };
   }
 
   /** The flow's schedule history, newest tick first: runs started, caught up and skipped; null when there is no such flow. */

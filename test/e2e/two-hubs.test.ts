@@ -21,7 +21,7 @@ describe('two hubs on one empty database', () => {
     const applied = [hubA, hubB].map((h) => h.count('applied database migrations'));
     expect(applied.sort()).toEqual([0, 1]);
     const migrations = await query<{ name: string }>(db.url, 'select name from mikro_orm_migrations order by id');
-    expect(migrations.map((m) => m.name)).toEqual(['0001-foundation', '0002-jobs-and-backups', '0003-lifecycle', '0004-scheduling']);
+    expect(migrations.map((m) => m.name)).toEqual(['0001-foundation', '0002-jobs-and-backups', '0003-lifecycle', '0004-scheduling', '0005-retention-index']);
     expect((await query(db.url, 'select count(*)::int as n from ca_material'))[0]!.n).toBe(1);
     const started = [hubA, hubB].map((h) => h.lines.find((l) => l.msg === 'hub started')!.ca_sha256);
     expect(started[0]).toBe(started[1]);
