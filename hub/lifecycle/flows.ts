@@ -129,12 +129,14 @@ export class Flows {
        values (?, ?, ?, ?, 'running', ?, ?, ?, now())`,
       [executionId, id, flow.name, trigger, targets.length, tick?.at ?? null, tick?.catchUp ?? false],
     );
+    let busy = 0;
     for (const t of targets) {
       const target = { agentId: t.agent_id, ref: t.ref, name: t.name, driver: t.driver, disks: t.disks, options: t.options };
       try {
         await tx.transactional((sp) => this.jobs.createBackup(sp, target, executionId));
       } catch (err) {
         if ((err as { code?: string }).code !== 'TARGET_BUSY') throw err;
+        busy++;
         await new JobStore(tx).create(
           {
             kind: 'backup',
@@ -148,8 +150,10 @@ export class Flows {
         );
       }
     }
-    // Settling announces an execution that ended at once (every target busy); else it starts running.
-    if (!(await settleExecution(tx, executionId)).finalized) await notifyExecution(tx, executionId);
+    // With every job queued, the counters as inserted are right; jobs that failed at once
+    // (their target busy) are counted by settling, which also ends and announces an execution
+    // none of whose jobs could start.
+    if (busy === 0 || !(await settleExecution(tx, executionId)).finalized) await notifyExecution(tx, executionId);
     return executionId;
   }
 }

@@ -117,6 +117,12 @@ describe('flows, executions, jobs and backups', () => {
     executionId = started.id;
     const ended = await stack.finish(executionId);
     expect(ended.status).toBe('succeeded');
+    // The flow keeps 3 backups: once the run ended, its retention prunes each target as a hub
+    // job. Wait for those, so the CLI's read and REST's see the same execution.
+    await eventually(async () => {
+      const e = await stack.execution(executionId);
+      return e.retention_jobs.length === 2 && e.retention_jobs.every((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
+    }, 20_000, 'the retention jobs');
 
     expect(await ctl.json(['executions', 'show', executionId])).toEqual(await stack.execution(executionId));
     expect(await ctl.json(['executions', 'list', '--flow', 'ctl-flow'])).toEqual((await stack.api('GET', `/api/v1/executions?flow_id=${flow.id}`)).body);
