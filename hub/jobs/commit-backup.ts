@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { DiskResult } from '../../shared/gen/backhaul/v1/agent.js';
 import type { Logger } from '../../shared/logger.js';
 import type { BackupDisk } from '../db/entities/backup.js';
-import type { Job } from '../db/entities/job.js';
+import type { Job, JobProgressCounters } from '../db/entities/job.js';
 import { DigestList, RepositoryError, type Repository } from '../repository/index.js';
 import type { JobStore } from './job-store.js';
 
@@ -22,6 +22,8 @@ export async function commitBackup(
   job: Job,
   results: DiskResult[],
   log: Logger,
+  /** The job's last progress, held back from the database until now: written with the commit. */
+  progress?: JobProgressCounters,
 ): Promise<CommitOutcome> {
   const conn = em.getConnection();
   const rows = await conn.execute<{ disk_name: string; disk_size: number; digests: Buffer }[]>(
@@ -59,7 +61,7 @@ export async function commitBackup(
   let committed: Job | null = null;
   try {
     committed = await em.transactional(async (tx) => {
-      const done = await jobs.transition(job.id, 'succeeded', { backupId }, tx);
+      const done = await jobs.transition(job.id, 'succeeded', { backupId, progress }, tx);
       if (!done) return null; // cancelled or failed meanwhile: the backup must not exist
       await tx.execute(
         `insert into backups (id, job_id, agent_id, target_id, parent_backup_id, disks, bytes_total, created_at)

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { EventDisposition, JobPhase, JobStatus, type EventAck, type JobEvent, type JobFinal } from '../../shared/gen/backhaul/v1/agent.js';
-import type { Job } from '../db/entities/job.js';
+import type { Job, JobProgressCounters } from '../db/entities/job.js';
 import { appendJobLog } from './job-log.js';
 import { ProgressCoalescer } from './progress-coalescer.js';
 import { isUuid } from '../../shared/uuid.js';
@@ -9,7 +9,7 @@ import type { Orm } from '../db/orm.js';
 import type { Repository } from '../repository/index.js';
 import { commitBackup } from './commit-backup.js';
 import { TERMINAL, type JobPhaseName, type JobStatusName } from './job-state.js';
-import { JobStore } from './job-store.js';
+import { JobStore, mergeCounters } from './job-store.js';
 
 
 const PHASES: Record<number, JobPhaseName | null> = {
@@ -113,10 +113,10 @@ export class JobEvents {
       return applied ? ack(EventDisposition.EVENT_DISPOSITION_APPLIED, applied.status) : ack(EventDisposition.EVENT_DISPOSITION_IGNORED, job.status, 'not applied');
     }
     if (e?.$case === 'final') {
-      // The last progress held back goes in first: the job's counters as the agent last told them.
-      await this.coalescer.flush(job.id);
-      this.coalescer.forget(job.id);
-      const settled = await this.final(em, jobs, (await jobs.get(job.id)) ?? job, ev, e.value, log, ack);
+      // The last progress held back is written with the job's end: its counters as the agent last told them.
+      const held = this.coalescer.take(job.id);
+      const progress = held ? mergeCounters(job.progress, held.counters) : undefined;
+      const settled = await this.final(em, jobs, job, ev, e.value, log, ack, progress);
       this.hooks.jobEnded();
       return settled;
     }
@@ -131,25 +131,26 @@ export class JobEvents {
     f: JobFinal,
     log: Logger,
     ack: (disposition: EventDisposition, status: JobStatusName | null, message?: string) => EventAck,
+    progress: JobProgressCounters | undefined,
   ): Promise<EventAck> {
     await jobs.bumpSeq(job.id, ev.seq);
     if (f.status !== JobStatus.JOB_STATUS_SUCCEEDED) {
       const to: JobStatusName = f.status === JobStatus.JOB_STATUS_CANCELLED ? 'cancelled' : 'failed';
-      const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}` });
+      const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}`, progress });
       const now = done ?? (await jobs.get(job.id));
       log.info({ status: now?.status, error_code: f.errorCode }, 'job ended on the agent');
       return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, now?.status ?? null);
     }
     if (job.kind === 'restore') {
-      const done = await jobs.transition(job.id, 'succeeded', { result: { disks: f.disks.map((d) => ({ name: d.diskName, sizeBytes: d.sizeBytes, sha256: d.sha256 })) } });
+      const done = await jobs.transition(job.id, 'succeeded', { result: { disks: f.disks.map((d) => ({ name: d.diskName, sizeBytes: d.sizeBytes, sha256: d.sha256 })) }, progress });
       return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (done ?? (await jobs.get(job.id)))?.status ?? null);
     }
-    const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log);
+    const outcome = await commitBackup(em, this.repo, jobs, job, f.disks, log, progress);
     if (outcome.ok) {
       this.hooks.backupCommitted?.((Date.now() - (job.startedAt ?? job.createdAt).getTime()) / 1000);
       return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, 'succeeded');
     }
-    const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message });
+    const failed = await jobs.transition(job.id, 'failed', { errorCode: outcome.code, errorMessage: outcome.message, progress });
     log.warn({ code: outcome.code, reason: outcome.message }, 'backup not committed');
     return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, (failed ?? (await jobs.get(job.id)))?.status ?? null, outcome.message);
   }

@@ -101,7 +101,7 @@ export class JobStore {
   async transition(
     id: string,
     to: JobStatusName,
-    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; onlyFrom?: JobStatusName[] } = {},
+    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; progress?: JobProgressCounters; onlyFrom?: JobStatusName[] } = {},
     em: EntityManager = this.em,
   ): Promise<Job | null> {
     if (!TERMINAL.has(to)) return this.update(id, to, patch, em);
@@ -118,7 +118,7 @@ export class JobStore {
   private async update(
     id: string,
     to: JobStatusName,
-    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; onlyFrom?: JobStatusName[] },
+    patch: { errorCode?: JobErrorCode; errorMessage?: string; backupId?: string; result?: unknown; progress?: JobProgressCounters; onlyFrom?: JobStatusName[] },
     em: EntityManager,
   ): Promise<Job | null> {
     const terminal = TERMINAL.has(to);
@@ -128,7 +128,7 @@ export class JobStore {
       `with t as (
          update jobs set status = ?,
            error_code = coalesce(?, error_code), error_message = coalesce(?, error_message),
-           backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result),
+           backup_id = coalesce(?, backup_id), result = coalesce(?::jsonb, result), progress = coalesce(?::jsonb, progress),
            started_at = case when ? in ('running') then coalesce(started_at, now()) else started_at end,
            dispatched_at = case when ? = 'dispatched' then now() else dispatched_at end,
            completed_at = case when ? then now() else null end
@@ -141,6 +141,7 @@ export class JobStore {
         patch.errorMessage ?? null,
         patch.backupId ?? null,
         patch.result === undefined ? null : JSON.stringify(patch.result),
+        patch.progress === undefined ? null : JSON.stringify(patch.progress),
         to,
         to,
         terminal,

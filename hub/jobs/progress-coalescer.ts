@@ -59,6 +59,13 @@ export class ProgressCoalescer {
     await this.write(jobId, held.p).catch((err: unknown) => this.onError(jobId, err));
   }
 
+  /** The job's held report, now no longer held: its final report writes it, in one statement with its end. */
+  take(jobId: string): PendingProgress | null {
+    const held = this.pending.get(jobId);
+    this.forget(jobId);
+    return held?.p ?? null;
+  }
+
   /** The job ended: nothing more of it is written. */
   forget(jobId: string): void {
     const held = this.pending.get(jobId);
