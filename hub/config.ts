@@ -56,6 +56,11 @@ export const HUB_SETTINGS = {
     schema: z.coerce.number().int().min(0).default(1_500),
     doc: "At most one database write of a running job's progress per this interval (phase changes and notes at once); 0 writes every report.",
   },
+  grpcWindowBytes: {
+    env: 'BACKHAUL_HUB_GRPC_WINDOW_BYTES',
+    schema: z.coerce.number().int().min(65_535).max(2 ** 31 - 1).default(8 * 1024 * 1024),
+    doc: "HTTP/2 receive window of the hub's gRPC port, per stream and per connection: how much an agent may upload before the hub's next window update.",
+  },
   eventBufferSize: { env: 'BACKHAUL_HUB_EVENT_BUFFER', schema: ms(10_000), doc: 'Live events kept for event-stream clients that reconnect with Last-Event-ID.' },
   sseHeartbeatMs: { env: 'BACKHAUL_HUB_SSE_HEARTBEAT_MS', schema: ms(15_000), doc: 'Interval of heartbeat comments on idle event streams, so proxies keep them open.' },
   metricsToken: {

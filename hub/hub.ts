@@ -22,6 +22,7 @@ import { MaintenanceJobs } from './jobs/maintenance-jobs.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { ReadModel } from './lifecycle/read-model.js';
 import { EventBus } from './events/event-bus.js';
+import { raiseWindowsAfterBind, raiseWindowsBeforeBind } from './grpc/server-flow-control.js';
 import { HubMetrics } from './metrics.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
 import { Repository } from './repository/index.js';
@@ -98,6 +99,7 @@ export class Hub {
 
       const { certChainPem, keyPem } = await ca.issueServerCert([HUB_TLS_NAME, ...cfg.tlsNames]);
       const server = new Server({ ...serverKeepalive, 'grpc.max_receive_message_length': DATA_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': DATA_MAX_MESSAGE_BYTES });
+      raiseWindowsBeforeBind(server, cfg.grpcWindowBytes, log);
       server.addService(agentServiceDefinition, agentServiceHandlers({ orm, ca, registry, log }));
       server.addService(dataServiceDefinition, dataServiceHandlers({ orm, repo, log, onDataLoss: (jobId, msg) => void onDataLoss(jobId, msg).catch((err: unknown) => log.error({ err, job_id: jobId }, 'cannot record data loss')) }));
       const read = new ReadModel(orm);
@@ -108,6 +110,7 @@ export class Hub {
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(cfg.listen, hubServerCredentials(ca.certPem, certChainPem, keyPem), (err, p) => (err ? reject(err) : resolve(p))),
       );
+      raiseWindowsAfterBind(server, cfg.grpcWindowBytes, log);
       const rest = await startRestServer(
         { orm, log, read, lifecycle, events: bus, metrics },
         { listen: cfg.httpListen, bodyLimitBytes: cfg.apiBodyLimitBytes, sseHeartbeatMs: cfg.sseHeartbeatMs, metricsToken: cfg.metricsToken },
