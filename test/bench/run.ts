@@ -33,6 +33,7 @@ import { SimulatedFleet } from './simulated-agents.js';
 import { runDataPlane } from './data-plane/bench.js';
 import { runLifecycle } from './lifecycle/bench.js';
 import { runCliStartup } from './cli-startup.js';
+import { withCleanup } from './cleanup-guard.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const HELLO_CONNECTS = Number(process.env.BENCH_HELLO_CONNECTS ?? 200);
@@ -81,21 +82,15 @@ async function runControlPlane(): Promise<void> {
     if (db) await db.drop().finally(() => (db = null));
     if (dataDir) await rm(dataDir, { recursive: true, force: true }).finally(() => (dataDir = null));
   };
-  // Should this process die without cleaning up, take the servers with it.
-  const onExit = () => {
-    hub?.child.kill('SIGKILL');
-    peer?.child.kill('SIGKILL');
-  };
-  const onSignal = (sig: NodeJS.Signals) => {
-    progress(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.on('exit', onExit);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
-  let m: Measured;
-  try {
+  const m: Measured = await withCleanup({
+    cleanup,
+    // Should this process die without cleaning up, take the servers with it.
+    killNow: () => {
+      hub?.child.kill('SIGKILL');
+      peer?.child.kill('SIGKILL');
+    },
+    progress,
+  }, async () => {
     db = await createTestDatabase('bh_bench');
     dataDir = await tempDir('bh-bench');
     const port = await freePort();
@@ -152,14 +147,8 @@ async function runControlPlane(): Promise<void> {
     progress(`connecting the same ${AGENTS} agents to the bare grpc-js peer, then measuring ${PEER_WINDOW_MS / 1000} s idle`);
     fleet = new SimulatedFleet(enrolled.agents, peer.address);
     const peerFleet = await measureIdleFleet(fleet, { server: peer, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, settleMs: SETTLE_MS, windowMs: PEER_WINDOW_MS });
-    m = { startRss, enroll, hello, idle, peerIdleRss, fleet: result, hubStop: { ...exit, onlineAfter }, hubLog, peerFleet };
-  } finally {
-    await cleanup();
-    // The data-plane benchmark may run next with handlers of its own.
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+    return { startRss, enroll, hello, idle, peerIdleRss, fleet: result, hubStop: { ...exit, onlineAfter }, hubLog, peerFleet };
+  });
   report(m);
 }
 

@@ -33,6 +33,7 @@ import { Borg, ensurePeers, Restic, type PeerResult, type PeerTools } from './pe
 import { measureShaLimit, type ShaLimit } from './sha-limit.js';
 import { cacheDropPermitted } from './system.js';
 import { windowBytesFromEnv } from './http2-window-patch.js';
+import { withCleanup } from '../cleanup-guard.js';
 
 const SPEC: ImageSpec = {
   randomBytes: Number(process.env.BENCH_DP_RANDOM_MIB ?? 1024) * MiB,
@@ -89,21 +90,16 @@ export async function runDataPlane(): Promise<void> {
     if (root && !keep) await rm(root, { recursive: true, force: true }).catch((e: unknown) => errors.push(e)).finally(() => (root = null));
     if (errors.length > 0) progress(`cleanup problems: ${errors.map(String).join('; ')}`);
   };
-  // Should this process die without cleaning up, take the children and the images with it.
-  const onExit = () => {
-    rig?.killNow();
-    if (root && !keep) rmSync(root, { recursive: true, force: true });
-  };
-  process.on('exit', onExit);
-  const onSignal = (sig: NodeJS.Signals) => {
-    progress(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
-  let m: Measured;
-  try {
+  const m: Measured = await withCleanup({
+    cleanup,
+    // Should this process die without cleaning up, take the children and the images with it.
+    killNow: () => {
+      rig?.killNow();
+      if (root && !keep) rmSync(root, { recursive: true, force: true });
+    },
+    progress,
+    announce: 'cleaning up',
+  }, async () => {
     const tools = await ensurePeers(progress);
     progress(`peers: ${tools.restic}; ${tools.borg}${tools.installSeconds === null ? '' : ` (installed in ${tools.installSeconds.toFixed(1)} s)`}`);
     const driver = await chooseDriver();
@@ -198,7 +194,7 @@ export async function runDataPlane(): Promise<void> {
       const key = `${l.level >= 50 ? 'error' : 'warn'} "${String(l.msg)}"${l.note ? `: ${String(l.note)}` : ''}`;
       agentProblems.set(key, (agentProblems.get(key) ?? 0) + 1);
     }
-    m = {
+    return {
       driver,
       tools,
       imageSeconds,
@@ -214,13 +210,7 @@ export async function runDataPlane(): Promise<void> {
       agentProblems,
       totalSeconds: 0,
     };
-  } finally {
-    progress('cleaning up');
-    await cleanup();
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  });
   m.totalSeconds = (performance.now() - started) / 1000;
   report(m);
 }

@@ -39,6 +39,7 @@ import { JobFleet } from './job-fleet.js';
 import { RestClient } from './rest-client.js';
 import type { FinalTiming } from './simulated-jobs.js';
 import { tableWrites, writeRates, type WritesSample } from './table-writes.js';
+import { withCleanup } from '../cleanup-guard.js';
 
 const AGENTS = Number(process.env.BENCH_LC_AGENTS ?? 50);
 const TARGETS_PER_AGENT = 4;
@@ -107,21 +108,15 @@ export async function runLifecycle(): Promise<void> {
     if (db) await db.drop().finally(() => (db = null));
     if (dataDir) await rm(dataDir, { recursive: true, force: true }).finally(() => (dataDir = null));
   };
-  // Should this process die without cleaning up, take the servers with it.
-  const onExit = () => {
-    hub?.child.kill('SIGKILL');
-    peer?.child.kill('SIGKILL');
-  };
-  const onSignal = (sig: NodeJS.Signals) => {
-    progress(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.on('exit', onExit);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
-  let m: Measured;
-  try {
+  const m: Measured = await withCleanup({
+    cleanup,
+    // Should this process die without cleaning up, take the servers with it.
+    killNow: () => {
+      hub?.child.kill('SIGKILL');
+      peer?.child.kill('SIGKILL');
+    },
+    progress,
+  }, async () => {
     db = await createTestDatabase('bh_bench_lc');
     dataDir = await tempDir('bh-bench-lc');
     const hubOpts: HubProcOptions = { port: await freePort(), dataDir, databaseUrl: db.url, env: { BACKHAUL_HUB_DB_POOL_MAX: String(POOL_MAX) } };
@@ -246,7 +241,7 @@ export async function runLifecycle(): Promise<void> {
       db.url,
       "select (select count(*) from executions where status = 'succeeded') as succeeded, (select count(*) from backups) as backups",
     );
-    m = {
+    return {
       startRss,
       post: { hub: summarize(postHub), peer: summarize(postPeer), badAnswers },
       get: { hub: summarize(getHub), peer: summarize(getPeer) },
@@ -264,12 +259,7 @@ export async function runLifecycle(): Promise<void> {
       load: loadavg(),
       hubLog: hub.problems(),
     };
-  } finally {
-    await cleanup();
-    process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  });
   report(m);
 }
 
