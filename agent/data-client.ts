@@ -1,4 +1,4 @@
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { BulkDataServiceClient } from '../shared/data-plane-codec.js';
 import type { DataServiceClient, DownloadChunksResponse, UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
 import { clientKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
@@ -14,6 +14,14 @@ const MAX_MESSAGE = 64 * 1024 * 1024;
  * on both sides for no faster backup. So one, unless a link with a long round trip needs more.
  */
 export const UPLOAD_CONNECTIONS = 1;
+
+/**
+ * How long a data-plane call waits for the hub to accept a connection before it fails. The data
+ * channel keeps its own connection and backoff, apart from the control stream: after a hub restart
+ * the agent's control stream may be back while this channel still sits in a failed state, and
+ * without the wait a job the new hub just dispatched would fail at once with UNAVAILABLE.
+ */
+export const CONNECT_WAIT_MS = 60_000;
 
 export class DataPlaneError extends Error {
   constructor(
@@ -37,7 +45,12 @@ export class DataClient {
   /** One channel (so one TCP connection) per upload stream; they connect on first use. */
   private readonly uploadClients: DataServiceClient[];
 
-  constructor(hub: string, creds: AgentCredentials, uploadConnections = UPLOAD_CONNECTIONS) {
+  constructor(
+    private readonly hub: string,
+    creds: Pick<AgentCredentials, 'caPem' | 'keyPem' | 'certPem'>,
+    uploadConnections = UPLOAD_CONNECTIONS,
+    private readonly connectWaitMs = CONNECT_WAIT_MS,
+  ) {
     const channel = () =>
       new BulkDataServiceClient(hub, credentials.createSsl(Buffer.from(creds.caPem), Buffer.from(creds.keyPem), Buffer.from(creds.certPem)), {
         ...clientKeepalive,
@@ -49,6 +62,9 @@ export class DataClient {
         'grpc.use_local_subchannel_pool': 1,
         // HTTP/2's default 64 KiB window stalls 4 MiB chunks on every round trip (measured by the bench).
         'grpc-node.flow_control_window': 8 * 1024 * 1024,
+        // grpc-js backs off up to 120 s between attempts; a hub that restarts is back in seconds.
+        'grpc.initial_reconnect_backoff_ms': 250,
+        'grpc.max_reconnect_backoff_ms': 2_000,
       });
     this.client = channel();
     this.uploadClients = Array.from({ length: Math.max(1, uploadConnections) }, channel);
@@ -59,17 +75,35 @@ export class DataClient {
     for (const c of this.uploadClients) c.close();
   }
 
-  missingChunks(jobId: string, digests: Buffer): Promise<Buffer> {
+  /**
+   * Resolves once the client's channel is connected, waiting out a reconnect within connectWaitMs.
+   * A call is then made without waiting: if the connection drops again, it fails as it should.
+   */
+  private ready(client: DataServiceClient): Promise<void> {
+    if (client.getChannel().getConnectivityState(false) === connectivityState.READY) return Promise.resolve();
+    return new Promise((resolve, reject) =>
+      client.waitForReady(Date.now() + this.connectWaitMs, (err) =>
+        err
+          ? reject(new DataPlaneError('HUB_UNREACHABLE', `the hub's data plane at ${this.hub} accepted no connection within ${this.connectWaitMs / 1000} s`, status.UNAVAILABLE))
+          : resolve(),
+      ),
+    );
+  }
+
+  async missingChunks(jobId: string, digests: Buffer): Promise<Buffer> {
+    await this.ready(this.client);
     return new Promise((resolve, reject) => this.client.missingChunks({ jobId, digests }, (err, res) => (err ? reject(wrap(err)) : resolve(res.digests))));
   }
 
-  putIndex(jobId: string, diskName: string, diskSize: number, digests: Buffer): Promise<number> {
+  async putIndex(jobId: string, diskName: string, diskSize: number, digests: Buffer): Promise<number> {
+    await this.ready(this.client);
     return new Promise((resolve, reject) =>
       this.client.putIndex({ jobId, diskName, diskSize, digests }, (err, res) => (err ? reject(wrap(err)) : resolve(res.missingChunks))),
     );
   }
 
-  getIndex(jobId: string, backupId: string, diskName: string): Promise<{ diskSize: number; chunkSize: number; digests: Buffer }> {
+  async getIndex(jobId: string, backupId: string, diskName: string): Promise<{ diskSize: number; chunkSize: number; digests: Buffer }> {
+    await this.ready(this.client);
     return new Promise((resolve, reject) => this.client.getIndex({ jobId, backupId, diskName }, (err, res) => (err ? reject(wrap(err)) : resolve(res))));
   }
 
@@ -77,12 +111,14 @@ export class DataClient {
    * Upload streams for a job, one per upload connection. `send` resolves when the hub has stored
    * that chunk; each stream's own flow control holds the sender back when the hub is slower.
    */
-  openUploads(jobId: string): ChunkUpload[] {
+  async openUploads(jobId: string): Promise<ChunkUpload[]> {
+    await Promise.all(this.uploadClients.map((c) => this.ready(c)));
     return this.uploadClients.map((c) => new ChunkUpload(c, jobId));
   }
 
   /** Streams chunks in the order asked; each is passed to `onChunk` before the next is taken. */
   async download(jobId: string, digests: Buffer, onChunk: (digest: Buffer, data: Buffer) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    await this.ready(this.client);
     const call = this.client.downloadChunks({ jobId, digests });
     const abort = () => call.cancel();
     signal?.addEventListener('abort', abort, { once: true });

@@ -7,6 +7,9 @@ import type { ChunkUpload as UploadStream, DataClient } from '../data-client.js'
  */
 export class GrpcChunkSink implements ChunkSink {
   private streams: UploadStream[] | null = null;
+  /** The streams being opened, shared by the uploads that start together. */
+  private opening: Promise<UploadStream[]> | null = null;
+  private cancelled = false;
 
   constructor(
     private readonly data: DataClient,
@@ -22,21 +25,29 @@ export class GrpcChunkSink implements ChunkSink {
 
   async upload(chunk: ChunkUpload, signal: AbortSignal): Promise<void> {
     if (!this.streams) {
-      this.streams = this.data.openUploads(this.jobId);
-      // A cancelled job must not wait for chunks already on the wire.
-      signal.addEventListener('abort', () => this.cancel(), { once: true });
+      this.opening ??= this.data.openUploads(this.jobId).then((streams) => {
+        this.streams = streams;
+        // A cancelled job must not wait for chunks already on the wire.
+        signal.addEventListener('abort', () => this.cancel(), { once: true });
+        if (this.cancelled || signal.aborted) this.cancel();
+        return streams;
+      });
+      await this.opening;
     }
+    if (!this.streams) throw new Error('the upload was cancelled');
     const stream = this.streams.reduce((a, b) => (b.pending < a.pending ? b : a));
     await stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength);
   }
 
   async close(): Promise<void> {
-    const streams = this.streams ?? [];
+    const streams = this.streams ?? (this.opening ? await this.opening.catch(() => []) : []);
     this.streams = null;
+    this.opening = null;
     await Promise.all(streams.map((s) => s.close()));
   }
 
   cancel(): void {
+    this.cancelled = true;
     for (const s of this.streams ?? []) s.cancel();
     this.streams = null;
   }

@@ -108,7 +108,8 @@ describe('hub killed', () => {
     const killed = done.jobs.find((j) => j.id === moving.id)!;
     if (killed.status !== 'succeeded') expect(FAULT_CODES).toContain(killed.error_code);
     // The queued job never reached the dead hub's agent stream: the new hub runs it to the end.
-    expect(done.jobs.find((j) => j.id !== moving.id)!.status).toBe('succeeded');
+    const queued = done.jobs.find((j) => j.id !== moving.id)!;
+    expect(queued.status, `${queued.error_code}: ${queued.error_message}`).toBe('succeeded');
     expect(['succeeded', 'partial']).toContain(done.status);
   });
 
