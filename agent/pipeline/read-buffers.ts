@@ -5,7 +5,7 @@
  */
 export class ReadBuffers {
   private readonly free: ArrayBuffer[] = [];
-  /** Every buffer this pool made: only those may be moved to a worker whole. */
+  /** Every buffer this pool made or took back: only those may be moved to a worker whole. */
   private readonly mine = new WeakSet<ArrayBufferLike>();
 
   constructor(
@@ -30,8 +30,14 @@ export class ReadBuffers {
     return this.mine.has(ab);
   }
 
-  /** Returns a buffer; one that was detached or is not the pool's is dropped. */
+  /**
+   * Returns a buffer. A buffer moved to a worker and back arrives as a new ArrayBuffer object,
+   * so the pool cannot know it by identity: any buffer of its size is taken in (the pipeline owns
+   * whatever it moved to a worker), and a detached or odd-sized one is dropped.
+   */
   give(ab: ArrayBuffer): void {
-    if (this.mine.has(ab) && ab.byteLength === this.size && this.free.length < this.keep) this.free.push(ab);
+    if (ab.byteLength !== this.size || this.free.length >= this.keep) return;
+    this.mine.add(ab);
+    this.free.push(ab);
   }
 }
