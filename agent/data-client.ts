@@ -1,6 +1,6 @@
 import { connectivityState, credentials, status, type ServiceError } from '@grpc/grpc-js';
-import { BulkDataServiceClient } from '../shared/data-plane-codec.js';
-import type { DataServiceClient, DownloadChunksResponse, UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
+import { BulkDataServiceClient, encodeUploadChunksRequestInPlace } from '../shared/data-plane-codec.js';
+import type { DataServiceClient, DownloadChunksResponse, UploadChunksRequest, UploadChunksResponse } from '../shared/gen/backhaul/v1/data.js';
 import { clientKeepalive, HUB_TLS_NAME } from '../shared/grpc-options.js';
 import type { AgentCredentials } from './state.js';
 
@@ -168,8 +168,11 @@ export class ChunkUpload {
     return n;
   }
 
-  /** Sends one zstd-compressed chunk; resolves with whether the hub created it. */
-  async send(digest: Buffer, zstd: Buffer, plaintextLength: number): Promise<boolean> {
+  /**
+   * Sends one zstd-compressed chunk; resolves with whether the hub created it. `headroom` bytes
+   * before `zstd` may be overwritten with the message header (see encodeUploadChunksRequestInPlace).
+   */
+  async send(digest: Buffer, zstd: Buffer, plaintextLength: number, headroom = 0): Promise<boolean> {
     if (this.failure) throw this.failure;
     const key = digest.toString('hex');
     const done = new Promise<boolean>((resolve, reject) => {
@@ -177,7 +180,9 @@ export class ChunkUpload {
       q.push({ resolve, reject });
       this.waiting.set(key, q);
     });
-    if (!this.call.write({ jobId: this.jobId, digest, data: zstd, plaintextLength })) {
+    const message = encodeUploadChunksRequestInPlace({ jobId: this.jobId, digest, data: zstd, plaintextLength }, headroom);
+    // Encoded already: the bulk codec's serializer passes a Buffer through.
+    if (!this.call.write(message as unknown as UploadChunksRequest)) {
       await new Promise<void>((r) => this.call.once('drain', () => r()));
     }
     return done;

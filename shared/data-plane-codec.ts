@@ -17,13 +17,21 @@ const EMPTY = Buffer.alloc(0);
 const DATA_FIELD = 3; // UploadChunksRequest.data
 const DOWNLOAD_DATA_FIELD = 2; // DownloadChunksResponse.data
 
-/** The small fields through ts-proto, then the bulk field's tag and length, then its bytes. */
-function encodeWithBulk(head: BinaryWriter, field: number, bulk: Uint8Array): Buffer {
-  const prefix = head.uint32((field << 3) | WireType.LengthDelimited).uint32(bulk.length).finish();
+/** The small fields through ts-proto, then the bulk field's tag and length. */
+function bulkPrefix(head: BinaryWriter, field: number, bulkLength: number): Uint8Array {
+  return head.uint32((field << 3) | WireType.LengthDelimited).uint32(bulkLength).finish();
+}
+
+/** The prefix, then the bulk bytes, in one allocation. */
+function joined(prefix: Uint8Array, bulk: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(prefix.length + bulk.length);
   out.set(prefix, 0);
   out.set(bulk, prefix.length);
   return out;
+}
+
+function encodeWithBulk(head: BinaryWriter, field: number, bulk: Uint8Array): Buffer {
+  return joined(bulkPrefix(head, field, bulk.length), bulk);
 }
 
 function view(bytes: Uint8Array): Buffer {
@@ -32,6 +40,24 @@ function view(bytes: Uint8Array): Buffer {
 
 export function encodeUploadChunksRequest(m: UploadChunksRequest): Buffer {
   return encodeWithBulk(UploadChunksRequest.encode({ ...m, data: EMPTY }), DATA_FIELD, m.data);
+}
+
+/**
+ * UploadChunksRequest encoded in place: the small fields and the data field's tag and length go
+ * into the `headroom` bytes just before m.data in its buffer (which the caller lets us overwrite),
+ * so the 4 MiB frame is not copied into a message of its own. Without room it is encoded as usual.
+ */
+export function encodeUploadChunksRequestInPlace(m: UploadChunksRequest, headroom: number): Buffer {
+  const prefix = bulkPrefix(UploadChunksRequest.encode({ ...m, data: EMPTY }), DATA_FIELD, m.data.length);
+  if (prefix.length > headroom || prefix.length > m.data.byteOffset) return joined(prefix, m.data);
+  const out = Buffer.from(m.data.buffer, m.data.byteOffset - prefix.length, prefix.length + m.data.length);
+  out.set(prefix, 0);
+  return out;
+}
+
+/** The client's serializer: a Buffer is a request encoded already (encodeUploadChunksRequestInPlace). */
+function serializeUploadChunksRequest(m: UploadChunksRequest | Buffer): Buffer {
+  return Buffer.isBuffer(m) ? m : encodeUploadChunksRequest(m);
 }
 
 export function decodeUploadChunksRequest(buf: Buffer): UploadChunksRequest {
@@ -67,7 +93,7 @@ export function decodeDownloadChunksResponse(buf: Buffer): DownloadChunksRespons
 /** DataService with the bulk codec: what the hub serves and the agent calls. */
 export const dataServiceWithBulkCodec = {
   ...DataServiceService,
-  uploadChunks: { ...DataServiceService.uploadChunks, requestSerialize: encodeUploadChunksRequest, requestDeserialize: decodeUploadChunksRequest },
+  uploadChunks: { ...DataServiceService.uploadChunks, requestSerialize: serializeUploadChunksRequest, requestDeserialize: decodeUploadChunksRequest },
   downloadChunks: { ...DataServiceService.downloadChunks, responseSerialize: encodeDownloadChunksResponse, responseDeserialize: decodeDownloadChunksResponse },
 } as const;
 

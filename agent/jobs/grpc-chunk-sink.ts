@@ -36,7 +36,7 @@ export class GrpcChunkSink implements ChunkSink {
     }
     if (!this.streams) throw new Error('the upload was cancelled');
     const stream = this.streams.reduce((a, b) => (b.pending < a.pending ? b : a));
-    await stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength);
+    await stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength, chunk.headroom);
   }
 
   async close(): Promise<void> {

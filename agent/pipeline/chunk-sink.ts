@@ -12,6 +12,11 @@ export interface ChunkUpload {
   zstd: Buffer;
   /** Length of the plaintext the frame decodes to (1 to 4 MiB). */
   plaintextLength: number;
+  /**
+   * Bytes just before `zstd` in its buffer that the sink may overwrite until upload() settles,
+   * e.g. to put a message header in front of the frame instead of copying the frame. 0 if absent.
+   */
+  headroom?: number;
 }
 
 /**

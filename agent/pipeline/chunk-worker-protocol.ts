@@ -1,6 +1,8 @@
 /**
- * Messages between the pipeline and its chunk workers. Plaintext and compressed bytes travel as
- * transferred ArrayBuffers (moved, not copied); each side owns a buffer only while it holds it.
+ * Messages between the pipeline and its chunk workers. The bytes stay where they are: the
+ * pipeline reads into SharedArrayBuffers it reuses, and a task names ranges of them, so nothing
+ * is copied or moved per chunk and no fresh megabytes pile up for the garbage collector. (A plain
+ * ArrayBuffer, as tests pass, is copied by postMessage; a compress task's output must be shared.)
  */
 
 /** A byte range of a task's buffer. */
@@ -9,35 +11,36 @@ export interface BufferRange {
   length: number;
 }
 
+export type TaskBuffer = SharedArrayBuffer | ArrayBuffer;
+
 export interface HashRequest {
   op: 'hash';
-  /** One or more consecutive chunks read in one go; transferred to the worker and back. */
-  buffer: ArrayBuffer;
+  /** One or more consecutive chunks read in one go. */
+  buffer: TaskBuffer;
   chunks: BufferRange[];
 }
 
 export interface HashReply {
   op: 'hash';
-  /** The same buffer, transferred back so its chunks can be compressed if the hub lacks them. */
-  buffer: ArrayBuffer;
   /** Per chunk, the SHA-256 as 64 lowercase hex digits, or null for an all-zero chunk (never hashed). */
   digests: (string | null)[];
 }
 
 export interface CompressRequest {
   op: 'compress';
-  /** Transferred to the worker and back, so the pipeline can read into it again. */
-  buffer: ArrayBuffer;
+  buffer: TaskBuffer;
   chunks: BufferRange[];
   level: number;
+  /** Where the frames go: chunk k's frame is written at the start of outRanges[k]. */
+  out: SharedArrayBuffer;
+  /** One per chunk, each at least zstdCompressBound(chunk length) long. */
+  outRanges: BufferRange[];
 }
 
 export interface CompressReply {
   op: 'compress';
-  /** Per chunk, one zstd frame in an ArrayBuffer of exactly its size (so memory is what it says). */
-  frames: ArrayBuffer[];
-  /** The request's buffer, given back: dropped in the worker, it would wait for the worker's rare GCs. */
-  buffer: ArrayBuffer;
+  /** Per chunk, the length of its zstd frame, which starts at its outRanges offset. */
+  lengths: number[];
 }
 
 export type ChunkTask = HashRequest | CompressRequest;

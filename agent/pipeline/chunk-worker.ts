@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
 import { zstdCompress, zstdCompressBound } from '../../shared/chunk/zstd.js';
 import type {
   ChunkTask,
@@ -24,18 +23,15 @@ if (!port) throw new Error('chunk-worker must run in a worker thread');
 port.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
   const started = performance.now();
   let envelope: WorkerReplyEnvelope<ChunkTaskReply>;
-  let transfer: ArrayBuffer[];
   try {
     const reply = msg.task.op === 'hash' ? hash(msg.task) : compress(msg.task);
-    transfer = reply.op === 'hash' ? [reply.buffer] : [...reply.frames, reply.buffer];
     envelope = { id: msg.id, ok: true, busyMs: performance.now() - started, reply };
   } catch (err) {
     // Reported to the task's caller, which fails the backup with WORKER_TASK_FAILED.
     const e = err instanceof Error ? err : new Error(String(err));
     envelope = { id: msg.id, ok: false, busyMs: performance.now() - started, message: e.message, stack: e.stack };
-    transfer = [];
   }
-  port.postMessage(envelope, transfer);
+  port.postMessage(envelope);
 });
 
 function hash(task: HashRequest): HashReply {
@@ -43,22 +39,22 @@ function hash(task: HashRequest): HashReply {
     const bytes = new Uint8Array(task.buffer, c.offset, c.length);
     return isAllZero(bytes) ? null : createHash('sha256').update(bytes).digest('hex');
   });
-  return { op: 'hash', buffer: task.buffer, digests };
+  return { op: 'hash', digests };
 }
 
-/** The thread's compression output buffer, reused: only the exact frame is allocated per chunk. */
-let scratch: Buffer | undefined;
-
+/** Each frame is written straight into its range of the shared output buffer. */
 function compress(task: CompressRequest): CompressReply {
-  scratch ??= Buffer.allocUnsafe(zstdCompressBound(CHUNK_SIZE));
-  const frames = task.chunks.map((c) => {
-    const frame = zstdCompress(new Uint8Array(task.buffer, c.offset, c.length), task.level, scratch);
-    // Copied out so the buffer handed back is exactly the frame (and the scratch stays here).
-    const exact = Buffer.allocUnsafeSlow(frame.length);
-    frame.copy(exact);
-    return exact.buffer as ArrayBuffer;
+  if (task.outRanges.length !== task.chunks.length) throw new Error(`${task.chunks.length} chunks but ${task.outRanges.length} output ranges`);
+  const out = Buffer.from(task.out);
+  const lengths = task.chunks.map((c, k) => {
+    const r = task.outRanges[k]!;
+    const bound = zstdCompressBound(c.length);
+    if (r.offset < 0 || r.length < bound || r.offset + r.length > out.length) {
+      throw new Error(`output range ${k} [${r.offset}, +${r.length}) cannot hold a frame of up to ${bound} bytes in a buffer of ${out.length}`);
+    }
+    return zstdCompress(new Uint8Array(task.buffer, c.offset, c.length), task.level, out.subarray(r.offset, r.offset + r.length)).length;
   });
-  return { op: 'compress', frames, buffer: task.buffer };
+  return { op: 'compress', lengths };
 }
 
 const ZEROS = new Uint8Array(64 * 1024);

@@ -1,4 +1,4 @@
-import type { BufferRange, ChunkTask, ChunkTaskReply, CompressReply, HashReply } from './chunk-worker-protocol.js';
+import type { BufferRange, ChunkTask, ChunkTaskReply, CompressReply, HashReply, TaskBuffer } from './chunk-worker-protocol.js';
 import { PipelineError } from './pipeline-error.js';
 import { WorkerPool, type TaskOutcome } from './worker-pool.js';
 
@@ -38,19 +38,19 @@ export class ChunkWorkerPool {
     return this.pool.mode;
   }
 
-  /**
-   * Zero check and SHA-256 of each chunk in `buffer`. The buffer is transferred to the worker (it
-   * is detached here) and comes back in the reply.
-   */
-  async hash(buffer: ArrayBuffer, chunks: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<HashReply>> {
-    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [buffer], signal);
+  /** Zero check and SHA-256 of each chunk in `buffer` (shared with the worker, not moved). */
+  async hash(buffer: TaskBuffer, chunks: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<HashReply>> {
+    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [], signal);
     return expectReply(out, 'hash');
   }
 
-  /** One zstd frame per chunk. The buffer is transferred to the worker and comes back in the reply. */
-  async compress(buffer: ArrayBuffer, chunks: BufferRange[], level: number, signal?: AbortSignal): Promise<TaskOutcome<CompressReply>> {
-    const out = await this.pool.run({ op: 'compress', buffer, chunks, level }, [buffer], signal);
-    return expectReply(out, 'compress');
+  /**
+   * One zstd frame per chunk, written into `out` at the start of each chunk's range. A cancelled
+   * task rejects at once while its thread may still be writing: the caller must not reuse `out`.
+   */
+  async compress(buffer: TaskBuffer, chunks: BufferRange[], level: number, out: SharedArrayBuffer, outRanges: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<CompressReply>> {
+    const res = await this.pool.run({ op: 'compress', buffer, chunks, level, out, outRanges }, [], signal);
+    return expectReply(res, 'compress');
   }
 
   close(): Promise<void> {

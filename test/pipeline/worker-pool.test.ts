@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChunkWorkerPool, isPipelineError } from '../../agent/pipeline/index.js';
-import { zstdDecompress } from '../../shared/chunk/zstd.js';
+import { zstdCompressBound, zstdDecompress } from '../../shared/chunk/zstd.js';
 
 const pools: ChunkWorkerPool[] = [];
 function pool(opts: ConstructorParameters<typeof ChunkWorkerPool>[0] = {}): ChunkWorkerPool {
@@ -15,11 +15,11 @@ afterEach(async () => {
 
 const crashing = new URL('./crashing-chunk-worker.js', import.meta.url);
 
-/** A standalone ArrayBuffer holding `bytes`. */
-function arrayBufferOf(bytes: Uint8Array): ArrayBuffer {
-  const ab = new ArrayBuffer(bytes.length);
-  new Uint8Array(ab).set(bytes);
-  return ab;
+/** A SharedArrayBuffer holding `bytes`, as the pipeline hands its reads to the workers. */
+function sharedOf(bytes: Uint8Array): SharedArrayBuffer {
+  const sab = new SharedArrayBuffer(bytes.length);
+  new Uint8Array(sab).set(bytes);
+  return sab;
 }
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -37,12 +37,12 @@ describe('ChunkWorkerPool', () => {
     expect(pool({ size: 1 }).mode).toBe('source');
   });
 
-  it('hashes chunks, reports all-zero ones as null, and moves the buffer instead of copying it', async () => {
+  it('hashes chunks in a shared buffer in place, and reports all-zero ones as null', async () => {
     const a = randomBytes(4096);
     const zero = Buffer.alloc(100_000);
     const almostZero = Buffer.alloc(100_000);
     almostZero[99_999] = 1; // the very last byte, past the last full 64 KiB comparison block
-    const ab = arrayBufferOf(Buffer.concat([a, zero, almostZero]));
+    const sab = sharedOf(Buffer.concat([a, zero, almostZero]));
     const chunks = [
       { offset: 0, length: a.length },
       { offset: a.length, length: zero.length },
@@ -50,25 +50,34 @@ describe('ChunkWorkerPool', () => {
     ];
     const p = pool({ size: 2 });
 
-    const out = await p.hash(ab, chunks);
+    const out = await p.hash(sab, chunks);
 
-    expect(ab.byteLength).toBe(0); // detached here: it was transferred
+    expect(sab.byteLength).toBe(a.length + 2 * 100_000); // shared, never detached
     expect(out.reply.digests).toEqual([createHash('sha256').update(a).digest('hex'), null, createHash('sha256').update(almostZero).digest('hex')]);
-    expect(out.reply.buffer.byteLength).toBe(a.length + 2 * 100_000); // and transferred back
     expect(out.busyMs).toBeGreaterThan(0);
   });
 
-  it('compresses each chunk into one zstd frame in a buffer of exactly its size', async () => {
+  it('compresses each chunk into one zstd frame at the start of its range of the shared output', async () => {
     const text = Buffer.from('backhaul '.repeat(100_000));
     const rand = randomBytes(50_000);
-    const ab = arrayBufferOf(Buffer.concat([text, rand]));
+    const sab = sharedOf(Buffer.concat([text, rand]));
+    const out = new SharedArrayBuffer(2 << 20);
+    const ranges = [
+      { offset: 100, length: zstdCompressBound(text.length) },
+      { offset: 100 + zstdCompressBound(text.length) + 7, length: zstdCompressBound(rand.length) },
+    ];
 
-    const out = await pool({ size: 1 }).compress(ab, [{ offset: 0, length: text.length }, { offset: text.length, length: rand.length }], 3);
+    const res = await pool({ size: 1 }).compress(sab, [{ offset: 0, length: text.length }, { offset: text.length, length: rand.length }], 3, out, ranges);
 
-    const [f1, f2] = out.reply.frames;
-    expect(f1.byteLength).toBeLessThan(text.length / 50);
-    expect(zstdDecompress(new Uint8Array(f1), text.length).equals(text)).toBe(true);
-    expect(zstdDecompress(new Uint8Array(f2), rand.length).equals(rand)).toBe(true);
+    const [n1, n2] = res.reply.lengths;
+    expect(n1).toBeLessThan(text.length / 50);
+    const frame = (k: number, n: number) => new Uint8Array(out, ranges[k]!.offset, n);
+    expect(zstdDecompress(frame(0, n1!), text.length).equals(text)).toBe(true);
+    expect(zstdDecompress(frame(1, n2!), rand.length).equals(rand)).toBe(true);
+    // A range too small for zstd's worst case is refused, not overrun.
+    const small = await rejection(pool({ size: 1 }).compress(sab, [{ offset: 0, length: text.length }], 3, out, [{ offset: 0, length: 1000 }]));
+    expect(isPipelineError(small, 'WORKER_TASK_FAILED')).toBe(true);
+    expect(small.message).toContain('cannot hold a frame');
   });
 
   it('fails the task of a crashed thread with WORKER_CRASHED and starts a fresh thread for the next one', async () => {
@@ -86,7 +95,7 @@ describe('ChunkWorkerPool', () => {
 
   it('rejects a cancelled task at once, and the thread computing another finishes it', async () => {
     const p = pool({ size: 1 });
-    const big = arrayBufferOf(randomBytes(64 * 1024 * 1024));
+    const big = sharedOf(randomBytes(64 * 1024 * 1024));
     const busy = p.hash(big, [{ offset: 0, length: big.byteLength }]);
     const cancel = new AbortController();
     const queued = p.hash(new ArrayBuffer(8), [{ offset: 0, length: 8 }], cancel.signal);
@@ -100,7 +109,7 @@ describe('ChunkWorkerPool', () => {
 
   it('close() terminates every thread and rejects the tasks still waiting', async () => {
     const p = pool({ size: 2 });
-    const running = [0, 1, 2].map(() => rejection(p.hash(arrayBufferOf(randomBytes(16 << 20)), [{ offset: 0, length: 16 << 20 }])));
+    const running = [0, 1, 2].map(() => rejection(p.hash(sharedOf(randomBytes(16 << 20)), [{ offset: 0, length: 16 << 20 }])));
     await new Promise((r) => setTimeout(r, 20));
     expect(p.threadCount).toBe(2);
 
