@@ -43,21 +43,36 @@ export function encodeUploadChunksRequest(m: UploadChunksRequest): Buffer {
 }
 
 /**
- * UploadChunksRequest encoded in place: the small fields and the data field's tag and length go
- * into the `headroom` bytes just before m.data in its buffer (which the caller lets us overwrite),
- * so the 4 MiB frame is not copied into a message of its own. Without room it is encoded as usual.
+ * The small fields and the bulk field's tag and length written into the `headroom` bytes just
+ * before `bulk` in its buffer (which the caller lets us overwrite), so the megabytes are not
+ * copied into a message of their own. Without room, encoded with a copy as usual.
  */
-export function encodeUploadChunksRequestInPlace(m: UploadChunksRequest, headroom: number): Buffer {
-  const prefix = bulkPrefix(UploadChunksRequest.encode({ ...m, data: EMPTY }), DATA_FIELD, m.data.length);
-  if (prefix.length > headroom || prefix.length > m.data.byteOffset) return joined(prefix, m.data);
-  const out = Buffer.from(m.data.buffer, m.data.byteOffset - prefix.length, prefix.length + m.data.length);
+function encodeInPlace(head: BinaryWriter, field: number, bulk: Uint8Array, headroom: number): Buffer {
+  const prefix = bulkPrefix(head, field, bulk.length);
+  if (prefix.length > headroom || prefix.length > bulk.byteOffset) return joined(prefix, bulk);
+  const out = Buffer.from(bulk.buffer, bulk.byteOffset - prefix.length, prefix.length + bulk.length);
   out.set(prefix, 0);
   return out;
+}
+
+/** UploadChunksRequest encoded in place before its data (see encodeInPlace). */
+export function encodeUploadChunksRequestInPlace(m: UploadChunksRequest, headroom: number): Buffer {
+  return encodeInPlace(UploadChunksRequest.encode({ ...m, data: EMPTY }), DATA_FIELD, m.data, headroom);
+}
+
+/** DownloadChunksResponse encoded in place before its data (see encodeInPlace). */
+export function encodeDownloadChunksResponseInPlace(m: DownloadChunksResponse, headroom: number): Buffer {
+  return encodeInPlace(DownloadChunksResponse.encode({ ...m, data: EMPTY }), DOWNLOAD_DATA_FIELD, m.data, headroom);
 }
 
 /** The client's serializer: a Buffer is a request encoded already (encodeUploadChunksRequestInPlace). */
 function serializeUploadChunksRequest(m: UploadChunksRequest | Buffer): Buffer {
   return Buffer.isBuffer(m) ? m : encodeUploadChunksRequest(m);
+}
+
+/** The hub's serializer: a Buffer is a response encoded already (encodeDownloadChunksResponseInPlace). */
+function serializeDownloadChunksResponse(m: DownloadChunksResponse | Buffer): Buffer {
+  return Buffer.isBuffer(m) ? m : encodeDownloadChunksResponse(m);
 }
 
 export function decodeUploadChunksRequest(buf: Buffer): UploadChunksRequest {
@@ -94,7 +109,7 @@ export function decodeDownloadChunksResponse(buf: Buffer): DownloadChunksRespons
 export const dataServiceWithBulkCodec = {
   ...DataServiceService,
   uploadChunks: { ...DataServiceService.uploadChunks, requestSerialize: serializeUploadChunksRequest, requestDeserialize: decodeUploadChunksRequest },
-  downloadChunks: { ...DataServiceService.downloadChunks, responseSerialize: encodeDownloadChunksResponse, responseDeserialize: decodeDownloadChunksResponse },
+  downloadChunks: { ...DataServiceService.downloadChunks, responseSerialize: serializeDownloadChunksResponse, responseDeserialize: decodeDownloadChunksResponse },
 } as const;
 
 /** The generated client's shape, built on the bulk codec. */

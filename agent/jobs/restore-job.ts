@@ -11,6 +11,8 @@ const run = promisify(execFile);
 /** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
 const BATCH = 64;
 const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
+/** Chunks verified and written while the next arrive: their buffers are what a restore holds. */
+const WRITES_AHEAD = 4;
 /** What zero chunks hash and write from: one buffer, not a fresh 4 MiB per chunk. */
 const ZERO_CHUNK = Buffer.alloc(CHUNK_SIZE);
 
@@ -54,6 +56,8 @@ export async function restoreDisk(
   const { fh, fresh } = await openDestination(rawPath, disk.create || qcow2, index.diskSize);
   const image = createHash('sha256');
   const count = chunkCount(index.diskSize);
+  /** Verify-and-write of chunks already taken off the stream, oldest first. */
+  const writes: Promise<void>[] = [];
   try {
     for (let first = 0; first < count; first += BATCH) {
       if (signal.aborted) throw new RestoreError('DESTINATION_INVALID', 'cancelled');
@@ -88,24 +92,33 @@ export async function restoreDisk(
             const len = chunkLength(index.diskSize, i);
             if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
             if (chunk.length !== len) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) has ${chunk.length} bytes, not ${len}`);
-            // Web Crypto hashes the chunk on the threadpool while this thread adds it to the image's hash;
-            // it is written only once verified.
+            // Web Crypto hashes the chunk on the threadpool while this thread adds it to the image's
+            // hash (in disk order); it is written only once verified, while the next chunks arrive.
             const own = webcrypto.subtle.digest('SHA-256', chunk);
             image.update(chunk);
-            if (!Buffer.from(await own).equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) does not match its digest`);
-            await writeAll(fh, chunk, i * CHUNK_SIZE);
-            progress({ bytesDone: len, bytesTransferred: len });
+            const at = i;
+            const written = own.then(async (h) => {
+              if (!Buffer.from(h).equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${at} (${d.toString('hex')}) does not match its digest`);
+              await writeAll(fh, chunk, at * CHUNK_SIZE);
+              progress({ bytesDone: len, bytesTransferred: len });
+            });
+            written.catch(() => {}); // surfaced when awaited below
+            writes.push(written);
             i++;
+            while (writes.length > WRITES_AHEAD) await writes.shift();
             await passZeros();
           },
           signal,
         );
+        while (writes.length > 0) await writes.shift();
       }
       await passZeros();
       if (i !== last) throw new RestoreError('DATA_LOSS', `the hub sent chunks up to ${i}, not ${last}`);
     }
     await fh.sync();
   } catch (err) {
+    // No write may still be running when the file is closed (and maybe removed).
+    await Promise.allSettled(writes);
     await fh.close();
     if (fresh) await rm(rawPath, { force: true });
     throw err;

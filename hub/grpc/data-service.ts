@@ -1,6 +1,6 @@
 import { type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { certificateSha256 } from '../../shared/certs.js';
-import { dataServiceWithBulkCodec } from '../../shared/data-plane-codec.js';
+import { dataServiceWithBulkCodec, encodeDownloadChunksResponseInPlace } from '../../shared/data-plane-codec.js';
 import {
   type DownloadChunksRequest,
   type DownloadChunksResponse,
@@ -19,6 +19,7 @@ import type { BackupDisk } from '../db/entities/backup.js';
 import type { Orm } from '../db/orm.js';
 import { HubError, type HubErrorCode } from '../errors.js';
 import { CHUNK_SIZE, DIGEST_BYTES, RepositoryError, type Repository } from '../repository/index.js';
+import type { ReadChunk } from '../repository/chunk-reads.js';
 import { isDatabaseUnavailable } from '../db/unavailable.js';
 
 /** Chunks of one upload stream stored at once: overlaps their fsyncs without unbounded memory. */
@@ -191,22 +192,42 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         await authorize(call, call.request.jobId, ['restore']);
         const digests = unpack(call.request.digests, 'digests');
         // The next chunks are read and verified while one is on the wire; a read that is never
-        // awaited (the call was cancelled) must not become an unhandled rejection.
-        const ahead: Promise<Buffer>[] = [];
+        // awaited (the call was cancelled) must not become an unhandled rejection, nor keep its buffer.
+        const ahead: Promise<ReadChunk>[] = [];
         let next = 0;
+        let unsent = 0;
+        let wake: (() => void) | null = null;
+        const onCancelled = () => wake?.();
+        call.on('cancelled', onCancelled);
         const readAhead = () => {
           while (ahead.length < DOWNLOAD_READ_AHEAD && next < digests.length) {
-            const read = repo.readChunk(digests[next++]!);
+            const read = repo.readVerified(digests[next++]!);
             read.catch(() => {});
             ahead.push(read);
           }
         };
-        for (const digest of digests) {
-          if (call.cancelled) return;
-          readAhead();
-          const data = await ahead.shift()!;
-          // Honour the client's flow control: wait for the buffer to drain before the next chunk.
-          if (!call.write({ digest: Buffer.from(digest, 'hex'), data })) await new Promise((r) => call.once('drain', r));
+        try {
+          for (const digest of digests) {
+            if (call.cancelled) return;
+            readAhead();
+            const chunk = await ahead.shift()!;
+            // Encoded in the chunk's own buffer; it goes back to the pool once grpc-js has it.
+            const message = encodeDownloadChunksResponseInPlace({ digest: Buffer.from(digest, 'hex'), data: chunk.plaintext }, chunk.headroom);
+            // Encoded already: the bulk codec's serializer passes a Buffer through. A write holds its
+            // buffer until grpc-js has sent it, which the client's flow control paces: at most
+            // DOWNLOAD_READ_AHEAD writes wait per stream, whatever the stream's own buffer would take.
+            unsent += 1;
+            call.write(message as unknown as DownloadChunksResponse, () => {
+              chunk.release();
+              unsent -= 1;
+              wake?.();
+            });
+            while (unsent >= DOWNLOAD_READ_AHEAD && !call.cancelled) await new Promise<void>((r) => (wake = r));
+            wake = null;
+          }
+        } finally {
+          call.off('cancelled', onCancelled);
+          for (const read of ahead.splice(0)) void read.then((c) => c.release(), () => {});
         }
         call.end();
       })().catch((err: unknown) => {

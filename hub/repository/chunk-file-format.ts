@@ -65,7 +65,7 @@ export function decodeChunkHeader(digest: string, file: Buffer): ChunkHeader {
  * Decodes a payload to plaintext, never producing more than `capacity` bytes; into `scratch`
  * when given (a view of it is returned), else into a fresh buffer.
  */
-function decodePayload(digest: string, encoding: ChunkEncoding, payload: Buffer, capacity: number, scratch?: Buffer): Buffer {
+export function decodePayload(digest: string, encoding: ChunkEncoding, payload: Buffer, capacity: number, scratch?: Buffer): Buffer {
   if (encoding === 'none') return payload;
   try {
     return scratch ? zstdDecompressInto(payload, scratch.subarray(0, capacity)) : zstdDecompress(payload, capacity);
@@ -79,7 +79,7 @@ function decodePayload(digest: string, encoding: ChunkEncoding, payload: Buffer,
  * SHA-256 through Web Crypto, which hashes on the libuv threadpool: the hub's event loop (every
  * agent's stream) does not wait 2-3 ms per 4 MiB chunk. The input is copied when the job is made.
  */
-async function checkDigest(digest: string, plaintext: Buffer): Promise<void> {
+export async function checkDigest(digest: string, plaintext: Buffer): Promise<void> {
   const actual = Buffer.from(await webcrypto.subtle.digest('SHA-256', plaintext)).toString('hex');
   if (actual !== digest) throw dataLoss(digest, 'digest-mismatch', `plaintext hashes to ${actual}`);
 }
@@ -122,14 +122,3 @@ export async function checkUpload(digest: string, payload: Buffer, encoding: Chu
   }
 }
 
-/** Decodes a whole chunk file and verifies it against its name. Throws DATA_LOSS. */
-export async function decodeChunkFile(digest: string, file: Buffer): Promise<Buffer> {
-  const { encoding, plaintextLength } = decodeChunkHeader(digest, file);
-  const payload = file.subarray(CHUNK_HEADER_BYTES);
-  const plaintext = decodePayload(digest, encoding, payload, plaintextLength);
-  if (plaintext.length !== plaintextLength) {
-    throw dataLoss(digest, 'undecodable', `payload decodes to ${plaintext.length} bytes, header says ${plaintextLength}`);
-  }
-  await checkDigest(digest, plaintext);
-  return plaintext;
-}

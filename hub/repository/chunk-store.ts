@@ -1,10 +1,10 @@
 import { statSync, utimesSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { checkUpload, CHUNK_HEADER_BYTES, decodeChunkFile, encodeChunkHeader, type ChunkEncoding } from './chunk-file-format.js';
+import { checkUpload, CHUNK_HEADER_BYTES, encodeChunkHeader, type ChunkEncoding } from './chunk-file-format.js';
+import { ChunkReads, type ReadChunk } from './chunk-reads.js';
 import { assertDigestHex } from '../../shared/chunk/digest.js';
 import { writeFileDurably } from './durable-file.js';
-import { hasErrno, RepositoryError, throwIfAborted } from './errors.js';
+import { hasErrno, throwIfAborted } from './errors.js';
 import type { RepositoryLayout } from './repository-layout.js';
 
 export type PutChunkResult =
@@ -29,6 +29,8 @@ const SLICE_MS = 2;
  * deletes a chunk touched after it started; that is what makes dedup safe against a concurrent GC.
  */
 export class ChunkStore {
+  private readonly reads = new ChunkReads();
+
   constructor(private readonly layout: RepositoryLayout) {}
 
   chunkPath(digest: string): string {
@@ -109,19 +111,17 @@ export class ChunkStore {
    * digest) if the file is damaged or unreadable.
    */
   async readChunk(digest: string): Promise<Buffer> {
-    assertDigestHex(digest);
-    let file: Buffer;
+    const c = await this.readVerified(digest);
     try {
-      file = await readFile(this.layout.chunkPath(digest));
-    } catch (err) {
-      if (hasErrno(err, 'ENOENT')) {
-        throw new RepositoryError('CHUNK_MISSING', `chunk ${digest} is not in the repository`, { digests: [digest], count: 1 });
-      }
-      if (hasErrno(err, 'EIO')) {
-        throw new RepositoryError('DATA_LOSS', `chunk ${digest}: read failed (EIO)`, { digest, reason: 'unreadable' }, { cause: err });
-      }
-      throw err;
+      return Buffer.from(c.plaintext);
+    } finally {
+      c.release();
     }
-    return decodeChunkFile(digest, file);
+  }
+
+  /** As readChunk, into a pooled buffer with headroom before the plaintext; release() it when done. */
+  readVerified(digest: string): Promise<ReadChunk> {
+    assertDigestHex(digest);
+    return this.reads.read(digest, this.layout.chunkPath(digest));
   }
 }

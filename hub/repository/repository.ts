@@ -8,6 +8,7 @@ import {
   type StagedBackup,
 } from './backup-commit.js';
 import type { ChunkEncoding } from './chunk-file-format.js';
+import type { ReadChunk } from './chunk-reads.js';
 import { ChunkStore, type PutChunkResult } from './chunk-store.js';
 import { invalidArgument } from './errors.js';
 import { collectGarbage, restoreTrash, type GcOptions, type GcResult } from './garbage-collector.js';
@@ -60,6 +61,11 @@ export class Repository {
 
   readChunk(digest: string): Promise<Buffer> {
     return this.chunks.readChunk(digest);
+  }
+
+  /** readChunk into a pooled buffer, with headroom for a message header; release() it when sent. */
+  readVerified(digest: string): Promise<ReadChunk> {
+    return this.chunks.readVerified(digest);
   }
 
   stageBackup(req: StageBackupRequest): Promise<StagedBackup> {
