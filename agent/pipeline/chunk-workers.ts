@@ -1,6 +1,7 @@
 import type { BufferRange, ChunkTask, ChunkTaskReply, CompressReply, HashReply } from './chunk-worker-protocol.js';
+import { WorkerPool, type TaskOutcome } from '../../shared/workers/worker-pool.js';
+import { WorkerPoolError } from '../../shared/workers/worker-pool-error.js';
 import { PipelineError } from './pipeline-error.js';
-import { WorkerPool, type TaskOutcome } from './worker-pool.js';
 
 export interface ChunkWorkerPoolOptions {
   /** Threads; default os.availableParallelism(). */
@@ -19,11 +20,15 @@ export class ChunkWorkerPool {
   private readonly pool: WorkerPool<ChunkTask, ChunkTaskReply>;
 
   constructor(opts: ChunkWorkerPoolOptions = {}) {
-    this.pool = new WorkerPool({
-      script: opts.script ?? new URL('./chunk-worker.js', import.meta.url),
-      size: opts.size,
-      idleTimeoutMs: opts.idleTimeoutMs,
-    });
+    try {
+      this.pool = new WorkerPool({
+        script: opts.script ?? new URL('./chunk-worker.js', import.meta.url),
+        size: opts.size,
+        idleTimeoutMs: opts.idleTimeoutMs,
+      });
+    } catch (err) {
+      throw asPipelineError(err);
+    }
   }
 
   get size(): number {
@@ -43,13 +48,13 @@ export class ChunkWorkerPool {
    * is detached here) and comes back in the reply.
    */
   async hash(buffer: ArrayBuffer, chunks: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<HashReply>> {
-    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [buffer], signal);
+    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [buffer], signal).catch(rethrowAsPipelineError);
     return expectReply(out, 'hash');
   }
 
   /** One zstd frame per chunk. The buffer is transferred to the worker and comes back in the reply. */
   async compress(buffer: ArrayBuffer, chunks: BufferRange[], level: number, signal?: AbortSignal): Promise<TaskOutcome<CompressReply>> {
-    const out = await this.pool.run({ op: 'compress', buffer, chunks, level }, [buffer], signal);
+    const out = await this.pool.run({ op: 'compress', buffer, chunks, level }, [buffer], signal).catch(rethrowAsPipelineError);
     return expectReply(out, 'compress');
   }
 
@@ -63,4 +68,14 @@ function expectReply<K extends ChunkTaskReply['op']>(out: TaskOutcome<ChunkTaskR
     throw new PipelineError('WORKER_TASK_FAILED', `worker answered a ${op} task with ${out.reply.op}`, { operation: op });
   }
   return out as TaskOutcome<Extract<ChunkTaskReply, { op: K }>>;
+}
+
+/** The pool's errors become the pipeline's, code, message, details and cause unchanged. */
+function asPipelineError(err: unknown): unknown {
+  if (!(err instanceof WorkerPoolError)) return err;
+  return new PipelineError(err.code, err.message, err.details, { cause: err.cause });
+}
+
+function rethrowAsPipelineError(err: unknown): never {
+  throw asPipelineError(err);
 }
