@@ -25,6 +25,11 @@ export const HUB_SETTINGS = {
     schema: z.string().optional(),
     doc: 'Chunk repository directory (shared storage when several hubs run); defaults to dataDir/repository.',
   },
+  chunkWorkers: {
+    env: 'BACKHAUL_HUB_CHUNK_WORKERS',
+    schema: z.coerce.number().int().min(1).max(64).default(2),
+    doc: "Worker threads that check and durably write uploaded chunks (decode, SHA-256, temp file, fsyncs, rename), off the main thread that serves gRPC. Idle ones exit after 10 s.",
+  },
   hubId: { env: 'BACKHAUL_HUB_ID', schema: z.string().min(1).optional(), doc: 'Name of this hub among several; defaults to host:port.' },
   tlsNames: {
     env: 'BACKHAUL_HUB_TLS_NAMES',

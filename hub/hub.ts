@@ -25,7 +25,7 @@ import { EventBus } from './events/event-bus.js';
 import { raiseWindowsAfterBind, raiseWindowsBeforeBind } from './grpc/server-flow-control.js';
 import { HubMetrics } from './metrics.js';
 import { loadOrCreateCa } from './pki/ca-store.js';
-import { Repository } from './repository/index.js';
+import { ChunkStoreWorkers, Repository } from './repository/index.js';
 import { startRestServer } from './rest/server.js';
 import type { CertificateAuthority } from './pki/ca.js';
 
@@ -47,6 +47,8 @@ export class Hub {
     readonly rest: FastifyInstance,
     readonly httpPort: number,
     readonly repo: Repository,
+    /** The threads the repository stores uploaded chunks on; closed on stop, once no stream is left. */
+    readonly chunkWorkers: ChunkStoreWorkers,
     readonly jobs: JobService,
     readonly maintenance: MaintenanceJobs,
     readonly lifecycle: Lifecycle,
@@ -60,6 +62,7 @@ export class Hub {
     const db = await openDatabase(cfg, log);
     let orm: Orm | null = null;
     let events: EventBus | null = null;
+    let workers: ChunkStoreWorkers | null = null;
     try {
       orm = await openOrm(db.url, log, cfg.dbPoolMax);
       await migrate(orm, db.url, log);
@@ -77,7 +80,9 @@ export class Hub {
       registry.presence = presence;
       await presence.markHeldAgentsOffline();
 
-      const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'));
+      const chunkWorkers = new ChunkStoreWorkers({ size: cfg.chunkWorkers });
+      workers = chunkWorkers;
+      const repo = await openRepository(cfg.repositoryPath ?? join(cfg.dataDir, 'repository'), chunkWorkers);
       const metrics = new HubMetrics(orm);
       const bus = new EventBus({ databaseUrl: db.url, bufferSize: cfg.eventBufferSize, progressIntervalMs: 1000 }, log);
       events = bus;
@@ -122,8 +127,9 @@ export class Hub {
       presence.start();
       lifecycle.start();
       log.info({ listen: cfg.listen, port, http_port: rest.port, embedded_db: db.embedded, ca_sha256: ca.fingerprint }, 'hub started');
-      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, jobs, maintenance, lifecycle, metrics, bus, admin, health);
+      return new Hub(cfg, log, db, orm, ca, registry, presence, server, port, rest.app, rest.port, repo, chunkWorkers, jobs, maintenance, lifecycle, metrics, bus, admin, health);
     } catch (err) {
+      await workers?.close();
       await events?.stop();
       await orm?.close();
       await db.stop();
@@ -156,6 +162,8 @@ export class Hub {
       }, Math.max(0, deadline - Date.now() - 1000));
       await listenerClosed;
       clearTimeout(cut);
+      // Every stream has ended or been cut: no upload is left to store.
+      await this.chunkWorkers.close();
       await this.presence.settle();
       // One statement records every stream this hub held as offline, whatever the per-session
       // writes managed; agents already attached to another hub are not touched.
@@ -169,7 +177,7 @@ export class Hub {
 }
 
 /** Opens the chunk repository, creating it on first start. */
-async function openRepository(root: string): Promise<Repository> {
-  return existsSync(root) ? Repository.open(root) : Repository.create(root);
+async function openRepository(root: string, workers: ChunkStoreWorkers): Promise<Repository> {
+  return existsSync(root) ? Repository.open(root, { workers }) : Repository.create(root, { workers });
 }
 

@@ -45,13 +45,3 @@ export interface CompressReply {
 
 export type ChunkTask = HashRequest | CompressRequest;
 export type ChunkTaskReply = HashReply | CompressReply;
-
-/** What the worker posts for task `id`. `busyMs` is the worker's own compute time for it. */
-export type WorkerReplyEnvelope<R> =
-  | { id: number; ok: true; busyMs: number; reply: R }
-  | { id: number; ok: false; busyMs: number; message: string; stack?: string };
-
-export interface WorkerRequestEnvelope<T> {
-  id: number;
-  task: T;
-}

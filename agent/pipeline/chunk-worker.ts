@@ -4,34 +4,15 @@
  * answered with an error and the worker carries on.
  */
 import { createHash } from 'node:crypto';
-import { parentPort } from 'node:worker_threads';
 import { zstdCompress, zstdCompressBound } from '../../shared/chunk/zstd.js';
-import type {
-  ChunkTask,
-  ChunkTaskReply,
-  CompressReply,
-  CompressRequest,
-  HashReply,
-  HashRequest,
-  WorkerReplyEnvelope,
-  WorkerRequestEnvelope,
-} from './chunk-worker-protocol.js';
+import { serveTasks, type HandledTask } from '../../shared/workers/worker-protocol.js';
+import type { ChunkTask, ChunkTaskReply, CompressReply, CompressRequest, HashReply, HashRequest } from './chunk-worker-protocol.js';
 
-const port = parentPort;
-if (!port) throw new Error('chunk-worker must run in a worker thread');
-
-port.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
-  const started = performance.now();
-  let envelope: WorkerReplyEnvelope<ChunkTaskReply>;
-  try {
-    const reply = msg.task.op === 'hash' ? hash(msg.task) : compress(msg.task);
-    envelope = { id: msg.id, ok: true, busyMs: performance.now() - started, reply };
-  } catch (err) {
-    // Reported to the task's caller, which fails the backup with WORKER_TASK_FAILED.
-    const e = err instanceof Error ? err : new Error(String(err));
-    envelope = { id: msg.id, ok: false, busyMs: performance.now() - started, message: e.message, stack: e.stack };
-  }
-  port.postMessage(envelope);
+// A task that throws is reported to its caller, which fails the backup with WORKER_TASK_FAILED.
+// Nothing is moved: the bytes are in the pipeline's shared buffers.
+serveTasks<ChunkTask, ChunkTaskReply>('chunk-worker', (task): HandledTask<ChunkTaskReply> => {
+  if (task.op === 'hash') return { reply: hash(task), transfer: [] };
+  return { reply: compress(task), transfer: [] };
 });
 
 function hash(task: HashRequest): HashReply {

@@ -1,6 +1,7 @@
 import type { BufferRange, ChunkTask, ChunkTaskReply, CompressReply, HashReply, TaskBuffer } from './chunk-worker-protocol.js';
+import { WorkerPool, type TaskOutcome } from '../../shared/workers/worker-pool.js';
+import { WorkerPoolError } from '../../shared/workers/worker-pool-error.js';
 import { PipelineError } from './pipeline-error.js';
-import { WorkerPool, type TaskOutcome } from './worker-pool.js';
 
 export interface ChunkWorkerPoolOptions {
   /** Threads; default os.availableParallelism(). */
@@ -19,11 +20,15 @@ export class ChunkWorkerPool {
   private readonly pool: WorkerPool<ChunkTask, ChunkTaskReply>;
 
   constructor(opts: ChunkWorkerPoolOptions = {}) {
-    this.pool = new WorkerPool({
-      script: opts.script ?? new URL('./chunk-worker.js', import.meta.url),
-      size: opts.size,
-      idleTimeoutMs: opts.idleTimeoutMs,
-    });
+    try {
+      this.pool = new WorkerPool({
+        script: opts.script ?? new URL('./chunk-worker.js', import.meta.url),
+        size: opts.size,
+        idleTimeoutMs: opts.idleTimeoutMs,
+      });
+    } catch (err) {
+      throw asPipelineError(err);
+    }
   }
 
   get size(): number {
@@ -40,7 +45,7 @@ export class ChunkWorkerPool {
 
   /** Zero check and SHA-256 of each chunk in `buffer` (shared with the worker, not moved). */
   async hash(buffer: TaskBuffer, chunks: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<HashReply>> {
-    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [], signal);
+    const out = await this.pool.run({ op: 'hash', buffer, chunks }, [], signal).catch(rethrowAsPipelineError);
     return expectReply(out, 'hash');
   }
 
@@ -49,7 +54,7 @@ export class ChunkWorkerPool {
    * task rejects at once while its thread may still be writing: the caller must not reuse `out`.
    */
   async compress(buffer: TaskBuffer, chunks: BufferRange[], level: number, out: SharedArrayBuffer, outRanges: BufferRange[], signal?: AbortSignal): Promise<TaskOutcome<CompressReply>> {
-    const res = await this.pool.run({ op: 'compress', buffer, chunks, level, out, outRanges }, [], signal);
+    const res = await this.pool.run({ op: 'compress', buffer, chunks, level, out, outRanges }, [], signal).catch(rethrowAsPipelineError);
     return expectReply(res, 'compress');
   }
 
@@ -63,4 +68,14 @@ function expectReply<K extends ChunkTaskReply['op']>(out: TaskOutcome<ChunkTaskR
     throw new PipelineError('WORKER_TASK_FAILED', `worker answered a ${op} task with ${out.reply.op}`, { operation: op });
   }
   return out as TaskOutcome<Extract<ChunkTaskReply, { op: K }>>;
+}
+
+/** The pool's errors become the pipeline's, code, message, details and cause unchanged. */
+function asPipelineError(err: unknown): unknown {
+  if (!(err instanceof WorkerPoolError)) return err;
+  return new PipelineError(err.code, err.message, err.details, { cause: err.cause });
+}
+
+function rethrowAsPipelineError(err: unknown): never {
+  throw asPipelineError(err);
 }

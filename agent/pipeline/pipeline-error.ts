@@ -1,24 +1,18 @@
+import type { WorkerPoolErrorDetails } from '../../shared/workers/worker-pool-error.js';
+
 /**
  * Errors the block pipeline raises. Each has a stable code and typed details; callers (the job
- * runner, the final report) match on the code, never on the message.
+ * runner, the final report) match on the code, never on the message. The chunk worker pool's
+ * errors (WORKER_CRASHED, WORKER_TASK_FAILED, WORKER_UNAVAILABLE, INVALID_INPUT, ABORTED; see
+ * WorkerPoolErrorDetails) keep their code and details here.
  */
-export interface PipelineErrorDetails {
+export interface PipelineErrorDetails extends WorkerPoolErrorDetails {
   /** The driver failed to list extents or to read blocks; `cause` holds the driver's error. */
   READ_FAILED: { disk: string; operation: 'allocation' | 'changed' | 'read'; offset?: number; length?: number };
   /** A sink call failed (network, hub refused the chunk, ...); `cause` holds the sink's error. */
   SINK_FAILED: { operation: 'missing' | 'upload'; digest?: string };
   /** The sink answered something it cannot have meant, e.g. a digest that was not asked about. */
   SINK_PROTOCOL: { operation: 'missing'; digest: string };
-  /** A worker thread died (uncaught exception, exit, out of memory) while the pipeline used it. */
-  WORKER_CRASHED: { threadId: number; exitCode: number | null };
-  /** A task threw inside a worker (e.g. libzstd refused); the worker itself is still fine. */
-  WORKER_TASK_FAILED: { operation: string };
-  /** The worker script cannot be located or started (neither compiled .js nor .ts source found). */
-  WORKER_UNAVAILABLE: { script: string };
-  /** The caller passed something malformed: a disk size, parent digests, an option. */
-  INVALID_INPUT: { argument: string };
-  /** Cancelled through the AbortSignal; `cause` is the signal's reason. Nothing of it keeps running. */
-  ABORTED: Record<string, never>;
 }
 
 export type PipelineErrorCode = keyof PipelineErrorDetails;
@@ -49,6 +43,4 @@ export function abortedError(signal: AbortSignal): PipelineError<'ABORTED'> {
   return new PipelineError('ABORTED', 'backup pipeline cancelled', {}, { cause: signal.reason });
 }
 
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { messageOf } from '../../shared/workers/worker-pool-error.js';

@@ -136,8 +136,10 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
           .then(async () => {
             if (req.jobId !== jobId) throw new HubError('INVALID_ARGUMENT', 'every chunk of a stream must name the same job');
             if (req.digest.length !== DIGEST_BYTES) throw new HubError('INVALID_ARGUMENT', 'digest must be 32 bytes');
-            const res = await repo.putChunk(req.digest.toString('hex'), req.data, 'zstd');
-            if (!failed) call.write({ digest: req.digest, created: res.created });
+            // A copy: req.data's memory, the whole received message, may move to a chunk store worker.
+            const digest = Buffer.from(req.digest);
+            const res = await repo.putChunk(digest.toString('hex'), req.data, 'zstd', { transferPayload: true });
+            if (!failed) call.write({ digest, created: res.created });
           })
           .then(
             () => {

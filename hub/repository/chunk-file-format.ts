@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
-import { webcrypto } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { RepositoryError, type DataLossReason } from './errors.js';
 import { ZstdError, zstdDecompress, zstdDecompressInto, zstdDeclaredSize } from '../../shared/chunk/zstd.js';
 
@@ -81,20 +81,26 @@ export function decodePayload(digest: string, encoding: ChunkEncoding, payload: 
  */
 export async function checkDigest(digest: string, plaintext: Buffer): Promise<void> {
   const actual = Buffer.from(await webcrypto.subtle.digest('SHA-256', plaintext)).toString('hex');
-  if (actual !== digest) throw dataLoss(digest, 'digest-mismatch', `plaintext hashes to ${actual}`);
+  if (actual !== digest) throw digestMismatch(digest, actual);
+}
+
+function digestMismatch(digest: string, actual: string): RepositoryError<'DATA_LOSS'> {
+  return dataLoss(digest, 'digest-mismatch', `plaintext hashes to ${actual}`);
 }
 
 /**
- * Decode buffers of uploads being checked, reused: a fresh 4 MiB buffer per chunk is what made
- * the garbage collector the hub's largest CPU cost. Holds at most as many as checks ran at once.
+ * This thread's decode buffer for uploads being checked, reused: a fresh 4 MiB buffer per chunk is
+ * what made the garbage collector the hub's largest CPU cost. One suffices, the check being
+ * synchronous; each worker thread has its own.
  */
-const scratchPool: Buffer[] = [];
+let scratch: Buffer | undefined;
 
 /**
  * Checks an upload: decodes it (bounded to one chunk), checks the length and that the plaintext
  * hashes to `digest`. Returns the plaintext length. Throws DATA_LOSS; nothing is written here.
+ * Synchronous (node:crypto on this thread): the hub runs it on its chunk store workers.
  */
-export async function checkUpload(digest: string, payload: Buffer, encoding: ChunkEncoding): Promise<number> {
+export function checkUploadSync(digest: string, payload: Buffer, encoding: ChunkEncoding): number {
   let capacity = CHUNK_SIZE;
   if (encoding === 'zstd') {
     let declared: number | null;
@@ -109,16 +115,13 @@ export async function checkUpload(digest: string, payload: Buffer, encoding: Chu
       capacity = declared;
     }
   }
-  const scratch = scratchPool.pop() ?? Buffer.allocUnsafe(CHUNK_SIZE);
-  try {
-    const plaintext = decodePayload(digest, encoding, payload, capacity, scratch);
-    if (plaintext.length < 1 || plaintext.length > CHUNK_SIZE) {
-      throw dataLoss(digest, 'bad-length', `plaintext of ${plaintext.length} bytes; a chunk holds 1..${CHUNK_SIZE}`);
-    }
-    await checkDigest(digest, plaintext);
-    return plaintext.length;
-  } finally {
-    scratchPool.push(scratch);
+  scratch ??= Buffer.allocUnsafe(CHUNK_SIZE);
+  const plaintext = decodePayload(digest, encoding, payload, capacity, scratch);
+  if (plaintext.length < 1 || plaintext.length > CHUNK_SIZE) {
+    throw dataLoss(digest, 'bad-length', `plaintext of ${plaintext.length} bytes; a chunk holds 1..${CHUNK_SIZE}`);
   }
+  const actual = createHash('sha256').update(plaintext).digest('hex');
+  if (actual !== digest) throw digestMismatch(digest, actual);
+  return plaintext.length;
 }
 

@@ -1,9 +1,10 @@
 import { statSync, utimesSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { checkUpload, CHUNK_HEADER_BYTES, encodeChunkHeader, type ChunkEncoding } from './chunk-file-format.js';
+import type { ChunkEncoding } from './chunk-file-format.js';
 import { ChunkReads, type ReadChunk } from './chunk-reads.js';
 import { assertDigestHex } from '../../shared/chunk/digest.js';
-import { writeFileDurably } from './durable-file.js';
+import type { ChunkStoreWorkers } from './chunk-store-workers.js';
+import { storeUploadSync, type ChunkUploadTarget } from './chunk-upload.js';
 import { hasErrno, throwIfAborted } from './errors.js';
 import type { RepositoryLayout } from './repository-layout.js';
 
@@ -12,6 +13,15 @@ export type PutChunkResult =
   | { created: true; plaintextBytes: number; storedBytes: number }
   /** The store already had it (its mtime was refreshed); the upload was not looked at. */
   | { created: false };
+
+export interface PutChunkOptions {
+  /**
+   * The caller gives up `payload` and every other view of its memory (e.g. the other fields of
+   * the gRPC message it was decoded from): the store may move that memory to a worker thread,
+   * detaching it, instead of copying it. Default false.
+   */
+  transferPayload?: boolean;
+}
 
 /**
  * Batch lookups make their stat/utimes calls synchronously, in slices of at most this many ms,
@@ -31,7 +41,14 @@ const SLICE_MS = 2;
 export class ChunkStore {
   private readonly reads = new ChunkReads();
 
-  constructor(private readonly layout: RepositoryLayout) {}
+  /**
+   * With `workers`, uploads are checked and written on those threads (the hub); without, on the
+   * caller's thread, synchronously (tests, tools). Both run the same storeUploadSync.
+   */
+  constructor(
+    private readonly layout: RepositoryLayout,
+    private readonly workers?: ChunkStoreWorkers,
+  ) {}
 
   chunkPath(digest: string): string {
     assertDigestHex(digest);
@@ -43,15 +60,15 @@ export class ChunkStore {
    * length checked and its SHA-256 compared with `digest`; on any mismatch it throws DATA_LOSS and
    * writes nothing. The file is written temp + fsync + rename + fsync(dir). Idempotent: a chunk the
    * store has already is a no-op. `encoding: 'none'` accepts the plaintext itself (e.g. data zstd
-   * cannot shrink) and stores it as is.
+   * cannot shrink) and stores it as is. The known-chunk check (a stat and a utimes) stays on this
+   * thread: a chunk the store has costs no trip to a worker.
    */
-  async putChunk(digest: string, payload: Buffer, encoding: ChunkEncoding = 'zstd'): Promise<PutChunkResult> {
+  async putChunk(digest: string, payload: Buffer, encoding: ChunkEncoding = 'zstd', opts: PutChunkOptions = {}): Promise<PutChunkResult> {
     assertDigestHex(digest);
     if (this.touchSync(digest, new Date())) return { created: false };
-    const plaintextBytes = await checkUpload(digest, payload, encoding);
-    const header = encodeChunkHeader(encoding, plaintextBytes);
-    await writeFileDurably(this.layout.tempPath('chunk'), this.layout.chunkPath(digest), [header, payload]);
-    return { created: true, plaintextBytes, storedBytes: CHUNK_HEADER_BYTES + payload.length };
+    const target: ChunkUploadTarget = { digest, encoding, tmpPath: this.layout.tempPath('chunk'), finalPath: this.layout.chunkPath(digest) };
+    const stored = this.workers ? await this.workers.store(target, payload, opts.transferPayload ?? false) : storeUploadSync(target, payload);
+    return { created: true, ...stored };
   }
 
   /** True if the chunk file exists. Does not touch it and does not read it. */

@@ -1,6 +1,7 @@
 /** The repository's public surface; FORMAT.md beside this file specifies what it writes. */
-export { Repository } from './repository.js';
-export { ChunkStore, type PutChunkResult } from './chunk-store.js';
+export { Repository, type RepositoryOptions } from './repository.js';
+export { ChunkStore, type PutChunkOptions, type PutChunkResult } from './chunk-store.js';
+export { ChunkStoreWorkers, type ChunkStoreWorkersOptions } from './chunk-store-workers.js';
 export { RepositoryLayout, INDEX_FILE_SUFFIX } from './repository-layout.js';
 export {
   stageBackup,

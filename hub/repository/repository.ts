@@ -9,12 +9,18 @@ import {
 } from './backup-commit.js';
 import type { ChunkEncoding } from './chunk-file-format.js';
 import type { ReadChunk } from './chunk-reads.js';
-import { ChunkStore, type PutChunkResult } from './chunk-store.js';
+import { ChunkStore, type PutChunkOptions, type PutChunkResult } from './chunk-store.js';
+import type { ChunkStoreWorkers } from './chunk-store-workers.js';
 import { invalidArgument } from './errors.js';
 import { collectGarbage, restoreTrash, type GcOptions, type GcResult } from './garbage-collector.js';
 import { readIndex, type DiskIndex } from './index-format.js';
 import { assertId, INDEX_FILE_SUFFIX, RepositoryLayout } from './repository-layout.js';
 import { verifyBackup, type VerifyOptions, type VerifyResult } from './verify.js';
+
+export interface RepositoryOptions {
+  /** Threads that check and write uploaded chunks; without, putChunk does it on the caller's thread. The caller closes them. */
+  workers?: ChunkStoreWorkers;
+}
 
 /**
  * The hub's repository: one object per repository root, tying the chunk store, the commit of
@@ -28,27 +34,27 @@ export class Repository {
   ) {}
 
   /** Creates the repository at `root` if it does not exist (idempotent), then opens it. */
-  static async create(root: string): Promise<Repository> {
-    return Repository.from(await RepositoryLayout.create(root));
+  static async create(root: string, opts: RepositoryOptions = {}): Promise<Repository> {
+    return Repository.from(await RepositoryLayout.create(root), opts);
   }
 
   /** Opens an existing repository; REPOSITORY_INVALID if `root` is not one this code understands. */
-  static async open(root: string): Promise<Repository> {
-    return Repository.from(await RepositoryLayout.open(root));
+  static async open(root: string, opts: RepositoryOptions = {}): Promise<Repository> {
+    return Repository.from(await RepositoryLayout.open(root), opts);
   }
 
-  private static async from(layout: RepositoryLayout): Promise<Repository> {
+  private static async from(layout: RepositoryLayout, opts: RepositoryOptions): Promise<Repository> {
     // A collector that crashed mid-delete may have left chunks in gc-trash/: put them back first.
     await restoreTrash(layout);
-    return new Repository(layout, new ChunkStore(layout));
+    return new Repository(layout, new ChunkStore(layout, opts.workers));
   }
 
   get root(): string {
     return this.layout.root;
   }
 
-  putChunk(digest: string, payload: Buffer, encoding: ChunkEncoding = 'zstd'): Promise<PutChunkResult> {
-    return this.chunks.putChunk(digest, payload, encoding);
+  putChunk(digest: string, payload: Buffer, encoding: ChunkEncoding = 'zstd', opts?: PutChunkOptions): Promise<PutChunkResult> {
+    return this.chunks.putChunk(digest, payload, encoding, opts);
   }
 
   missingChunks(digests: readonly string[], signal?: AbortSignal): Promise<string[]> {

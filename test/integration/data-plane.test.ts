@@ -119,6 +119,8 @@ describe('data plane: backup commit', () => {
     const { jobId: j2 } = await backupOnce();
     const acks = await upload(j2, nonZero.map((p) => ({ digest: sha(p), plain: p })));
     expect(acks.map((a) => a.created)).toEqual([true, true, true]);
+    // They were checked and written on the hub's chunk store threads (idle ones exit after 10 s).
+    expect(hub.chunkWorkers.threadCount).toBeGreaterThan(0);
     const put = await call<{ missingChunks: number }>((cb) => data.putIndex({ jobId: j2, diskName: 'sda', diskSize: IMAGE.length, digests: Buffer.concat(digests) }, cb));
     expect(put.missingChunks).toBe(0);
     const ack = await sendEvent(j2, final(JobStatus.JOB_STATUS_SUCCEEDED));
@@ -145,6 +147,8 @@ describe('data plane: backup commit', () => {
     const claimed = sha(randomBytes(16));
     const err = (await upload(jobId, [{ digest: claimed, plain: liar }]).catch((e: ServiceError) => e)) as ServiceError;
     expect(err.code).toBe(status.DATA_LOSS);
+    // The repository's message, unchanged through the worker thread that refused it.
+    expect(err.details).toBe(`DATA_LOSS: chunk ${claimed.toString('hex')}: plaintext hashes to ${sha(liar).toString('hex')}`);
     await expect(hub.repo.hasChunk(claimed.toString("hex"))).resolves.toBe(false);
     await expect.poll(async () => (await query(db.url, 'select status, error_code from jobs where id = $1', [jobId]))[0]).toEqual({ status: 'failed', error_code: 'DATA_LOSS' });
     const abort = await stream.next((f) => f.frame?.$case === 'command' && f.frame.value.kind?.$case === 'abortJob');

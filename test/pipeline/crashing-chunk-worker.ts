@@ -3,7 +3,8 @@
  * exit with code 7; any other task throws an uncaught exception, which kills the thread.
  */
 import { parentPort } from 'node:worker_threads';
-import type { ChunkTask, WorkerRequestEnvelope } from '../../agent/pipeline/chunk-worker-protocol.js';
+import type { ChunkTask } from '../../agent/pipeline/chunk-worker-protocol.js';
+import type { WorkerRequestEnvelope } from '../../shared/workers/worker-protocol.js';
 
 parentPort!.on('message', (msg: WorkerRequestEnvelope<ChunkTask>) => {
   if (msg.task.chunks[0]?.length === 1) process.exit(7);

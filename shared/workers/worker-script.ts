@@ -2,12 +2,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { messageOf, PipelineError } from './pipeline-error.js';
+import { messageOf, WorkerPoolError } from './worker-pool-error.js';
 
 /**
  * Starting a worker thread from compiled output and from TypeScript sources.
  *
- * In production the agent runs tsc's output from dist/, where the worker is a .js file beside the
+ * In production hub and agent run tsc's output from dist/, where the worker is a .js file beside the
  * module that starts it. Under vitest the modules are .ts sources run by vitest's own module
  * runner, which worker threads do not get, and Node 20 cannot load .ts itself. There the worker
  * starts from a small bootstrap that registers module hooks (node:module register): specifiers
@@ -31,7 +31,7 @@ export function resolveWorkerEntry(compiled: URL): WorkerEntry {
     loadTypeScript(tsPath); // fail here, with a clear error, rather than in every thread
     return { mode: 'source', script: tsPath };
   }
-  throw new PipelineError('WORKER_UNAVAILABLE', `worker script not found: neither ${jsPath} nor ${tsPath} exists`, { script: jsPath });
+  throw new WorkerPoolError('WORKER_UNAVAILABLE', `worker script not found: neither ${jsPath} nor ${tsPath} exists`, { script: jsPath });
 }
 
 export function startWorker(entry: WorkerEntry): Worker {
@@ -74,7 +74,7 @@ function loadTypeScript(script: string): TypeScriptModule {
     typescript ??= createRequire(import.meta.url)('typescript') as TypeScriptModule;
     return typescript;
   } catch (err) {
-    throw new PipelineError('WORKER_UNAVAILABLE', `running the worker from its .ts source needs the typescript package: ${messageOf(err)}`, { script }, { cause: err });
+    throw new WorkerPoolError('WORKER_UNAVAILABLE', `running the worker from its .ts source needs the typescript package: ${messageOf(err)}`, { script }, { cause: err });
   }
 }
 

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import type { WorkerReplyEnvelope, WorkerRequestEnvelope } from './chunk-worker-protocol.js';
-import { PipelineError } from './pipeline-error.js';
+import { WorkerPoolError } from './worker-pool-error.js';
+import type { WorkerReplyEnvelope, WorkerRequestEnvelope } from './worker-protocol.js';
 import { resolveWorkerEntry, startWorker, type WorkerEntry } from './worker-script.js';
 
 export interface WorkerPoolOptions {
@@ -9,7 +9,7 @@ export interface WorkerPoolOptions {
   script: URL;
   /** Threads; default os.availableParallelism(). */
   size?: number;
-  /** An idle thread exits after this long, so an agent between backups holds no threads. Default 10 s. */
+  /** An idle thread exits after this long, so a process between bursts of work holds no threads. Default 10 s. */
   idleTimeoutMs?: number;
 }
 
@@ -44,7 +44,7 @@ interface PoolThread<T, R> {
 /**
  * A small pool of worker threads running one script, one task per thread at a time. Threads start
  * on demand and exit when idle. A thread that dies fails only the task it was running (with
- * WORKER_CRASHED); later tasks get a fresh thread, so a pool shared by several backups survives
+ * WORKER_CRASHED); later tasks get a fresh thread, so a pool shared by several users survives
  * one bad task. A cancelled task's promise rejects at once; a thread still computing it finishes,
  * drops the answer and returns to the pool. close() terminates every thread.
  */
@@ -60,7 +60,7 @@ export class WorkerPool<T, R> {
   constructor(opts: WorkerPoolOptions) {
     this.size = opts.size ?? availableParallelism();
     if (!Number.isInteger(this.size) || this.size < 1) {
-      throw new PipelineError('INVALID_INPUT', `worker pool size must be a positive integer, got ${this.size}`, { argument: 'size' });
+      throw new WorkerPoolError('INVALID_INPUT', `worker pool size must be a positive integer, got ${this.size}`, { argument: 'size' });
     }
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
     this.entry = resolveWorkerEntry(opts.script);
@@ -79,14 +79,14 @@ export class WorkerPool<T, R> {
   /** Runs `task` on a free thread; `transfer` lists the ArrayBuffers moved (not copied) to it. */
   run(task: T, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<TaskOutcome<R>> {
     return new Promise<TaskOutcome<R>>((resolve, reject) => {
-      if (this.closed) return reject(new PipelineError('ABORTED', 'worker pool is closed', {}));
-      if (signal?.aborted) return reject(new PipelineError('ABORTED', 'task cancelled', {}, { cause: signal.reason }));
+      if (this.closed) return reject(new WorkerPoolError('ABORTED', 'worker pool is closed', {}));
+      if (signal?.aborted) return reject(new WorkerPoolError('ABORTED', 'task cancelled', {}, { cause: signal.reason }));
       const pending: PendingTask<T, R> = { id: this.nextId++, task, transfer, resolve, reject, settled: false, signal };
       if (signal) {
         pending.onAbort = () => {
           const queued = this.queue.indexOf(pending);
           if (queued >= 0) this.queue.splice(queued, 1);
-          this.settle(pending, new PipelineError('ABORTED', 'task cancelled', {}, { cause: signal.reason }));
+          this.settle(pending, new WorkerPoolError('ABORTED', 'task cancelled', {}, { cause: signal.reason }));
         };
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
@@ -98,9 +98,9 @@ export class WorkerPool<T, R> {
   /** Terminates every thread; queued and running tasks reject with ABORTED. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const pending of this.queue.splice(0)) this.settle(pending, new PipelineError('ABORTED', 'worker pool closed', {}));
+    for (const pending of this.queue.splice(0)) this.settle(pending, new WorkerPoolError('ABORTED', 'worker pool closed', {}));
     const exits = [...this.threads].map(async (t) => {
-      if (t.current) this.settle(t.current, new PipelineError('ABORTED', 'worker pool closed', {}));
+      if (t.current) this.settle(t.current, new WorkerPoolError('ABORTED', 'worker pool closed', {}));
       if (t.idleTimer) clearTimeout(t.idleTimer);
       await t.worker.terminate();
     });
@@ -155,7 +155,7 @@ export class WorkerPool<T, R> {
     else {
       const cause = new Error(envelope.message);
       if (envelope.stack) cause.stack = envelope.stack;
-      this.settle(pending, new PipelineError('WORKER_TASK_FAILED', `worker task failed: ${envelope.message}`, { operation: describeTask(pending.task) }, { cause }));
+      this.settle(pending, new WorkerPoolError('WORKER_TASK_FAILED', `worker task failed: ${envelope.message}`, { operation: describeTask(pending.task) }, { cause }));
     }
     this.goIdle(thread);
     this.dispatch();
@@ -179,7 +179,7 @@ export class WorkerPool<T, R> {
       const why = thread.crash ? `: ${thread.crash.message}` : '';
       this.settle(
         pending,
-        new PipelineError('WORKER_CRASHED', `worker thread ${thread.threadId} exited with code ${exitCode} while running a task${why}`, { threadId: thread.threadId, exitCode }, { cause: thread.crash ?? undefined }),
+        new WorkerPoolError('WORKER_CRASHED', `worker thread ${thread.threadId} exited with code ${exitCode} while running a task${why}`, { threadId: thread.threadId, exitCode }, { cause: thread.crash ?? undefined }),
       );
     }
     this.dispatch();

@@ -1,0 +1,55 @@
+import type { HandledTask } from '../../shared/workers/worker-protocol.js';
+import { storeUploadSync, type ChunkUploadTarget, type StoredChunk } from './chunk-upload.js';
+import { RepositoryError, type RepositoryErrorCode, type RepositoryErrorDetails } from './errors.js';
+
+/**
+ * Messages between the chunk store and its worker threads, and the worker's answer to one. The
+ * payload travels in the transfer list when the store may move it (its memory is then detached on
+ * the sending side).
+ */
+export interface StoreChunkTask extends ChunkUploadTarget {
+  /** The uploaded bytes (zstd frames, or the plaintext for encoding 'none'). */
+  payload: Uint8Array;
+}
+
+export type StoreChunkReply =
+  | { stored: StoredChunk; payload: ArrayBuffer }
+  /** The upload was refused (DATA_LOSS) or the store failed on purpose: the RepositoryError, as data. */
+  | { refused: RepositoryErrorData; payload: ArrayBuffer };
+
+/** A RepositoryError as it crosses threads (structured clone keeps an Error's message, not its code or details). */
+export interface RepositoryErrorData {
+  code: RepositoryErrorCode;
+  message: string;
+  details: RepositoryErrorDetails[RepositoryErrorCode];
+  /** The cause's message (e.g. libzstd's), if there was one. */
+  cause?: string;
+}
+
+export function repositoryErrorToData(err: RepositoryError): RepositoryErrorData {
+  const data: RepositoryErrorData = { code: err.code, message: err.message, details: err.details };
+  if (err.cause !== undefined) data.cause = err.cause instanceof Error ? err.cause.message : String(err.cause);
+  return data;
+}
+
+/** The same error again: code, message and details unchanged; the cause comes back as an Error with its message. */
+export function repositoryErrorFromData(data: RepositoryErrorData): RepositoryError {
+  return new RepositoryError(data.code, data.message, data.details, data.cause === undefined ? undefined : { cause: new Error(data.cause) });
+}
+
+/**
+ * What a worker does with a task: storeUploadSync, a refusal (RepositoryError) answered as data.
+ * Anything else thrown (an fs error) propagates: the pool fails the task WORKER_TASK_FAILED.
+ */
+export function answerStoreChunkTask(task: StoreChunkTask): HandledTask<StoreChunkReply> {
+  const { payload, ...target } = task;
+  // The payload's memory goes back with the answer: dropped here, it would wait for this thread's rare GCs.
+  const back = payload.buffer as ArrayBuffer;
+  try {
+    const stored = storeUploadSync(target, Buffer.from(back, payload.byteOffset, payload.byteLength));
+    return { reply: { stored, payload: back }, transfer: [back] };
+  } catch (err) {
+    if (!(err instanceof RepositoryError)) throw err;
+    return { reply: { refused: repositoryErrorToData(err), payload: back }, transfer: [back] };
+  }
+}

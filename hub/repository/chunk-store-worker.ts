@@ -1,0 +1,9 @@
+/**
+ * A chunk store worker thread: checks and durably writes uploaded chunks (storeUploadSync through
+ * answerStoreChunkTask), each with synchronous calls, so the hub's busy main thread makes one round
+ * trip per chunk instead of one per fs call. A task that fails is answered, and the worker carries on.
+ */
+import { serveTasks } from '../../shared/workers/worker-protocol.js';
+import { answerStoreChunkTask } from './chunk-store-worker-protocol.js';
+
+serveTasks('chunk-store-worker', answerStoreChunkTask);

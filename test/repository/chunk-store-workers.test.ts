@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ChunkStoreWorkers, CHUNK_SIZE, Repository, RepositoryError, zstdCompress } from '../../hub/repository/index.js';
+import { isWorkerPoolError } from '../../shared/workers/worker-pool-error.js';
+import { chunkData, rejection, sha256Hex } from './fixtures.js';
+
+/** Two repositories side by side: one stores on the caller's thread, one through worker threads. */
+let dir: string;
+let inProcess: Repository;
+let viaWorkers: Repository;
+let workers: ChunkStoreWorkers;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'backhaul-workers-'));
+  workers = new ChunkStoreWorkers({ size: 2 });
+  inProcess = await Repository.create(join(dir, 'a'));
+  viaWorkers = await Repository.create(join(dir, 'b'), { workers });
+});
+afterEach(async () => {
+  await workers.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function chunkFile(repo: Repository, digest: string): Promise<Buffer> {
+  return readFile(repo.layout.chunkPath(digest));
+}
+
+/** Every file under chunks/ and tmp/ of a repository. */
+async function filesOf(repo: Repository): Promise<{ chunks: string[]; tmp: string[] }> {
+  const chunks: string[] = [];
+  for (const d of await readdir(repo.layout.chunksDir)) chunks.push(...(await readdir(join(repo.layout.chunksDir, d))));
+  return { chunks, tmp: await readdir(repo.layout.tmpDir) };
+}
+
+/** `payload` in an ArrayBuffer of its own, after 90 bytes of other fields: how grpc-js hands over an UploadChunksRequest. */
+function asReceivedMessage(payload: Uint8Array): { message: ArrayBuffer; data: Buffer } {
+  const message = new ArrayBuffer(90 + payload.length);
+  const data = Buffer.from(message, 90, payload.length);
+  data.set(payload);
+  return { message, data };
+}
+
+describe('ChunkStoreWorkers', () => {
+  it('stores chunks byte for byte as the in-process path does, with the same results', async () => {
+    const full = chunkData(CHUNK_SIZE);
+    const short = chunkData(1_000_003);
+    const raw = randomBytes(65_536);
+    const uploads: [string, Buffer, 'zstd' | 'none', Buffer][] = [
+      [sha256Hex(full), zstdCompress(full), 'zstd', full],
+      [sha256Hex(short), zstdCompress(short), 'zstd', short],
+      [sha256Hex(raw), raw, 'none', raw],
+    ];
+    for (const [digest, payload, encoding, plain] of uploads) {
+      const a = await inProcess.putChunk(digest, payload, encoding);
+      const b = await viaWorkers.putChunk(digest, payload, encoding);
+      expect(b).toEqual(a);
+      expect(b.created).toBe(true);
+      expect((await chunkFile(viaWorkers, digest)).equals(await chunkFile(inProcess, digest))).toBe(true);
+      expect((await viaWorkers.readChunk(digest)).equals(plain)).toBe(true);
+    }
+    expect((await filesOf(viaWorkers)).tmp).toEqual([]);
+    // A chunk the store has is only touched: no worker, no look at the bytes.
+    expect(await viaWorkers.putChunk(uploads[0]![0], Buffer.from('not even zstd'), 'zstd')).toEqual({ created: false });
+  });
+
+  it('refuses wrong content with the same DATA_LOSS as the in-process path, and leaves no chunk and no temp file', async () => {
+    const plain = chunkData(CHUNK_SIZE);
+    const claimed = sha256Hex(chunkData(CHUNK_SIZE));
+    const cases: [string, Buffer, 'zstd' | 'none'][] = [
+      [claimed, zstdCompress(plain), 'zstd'], // digest-mismatch
+      [claimed, plain, 'none'], // digest-mismatch, uncompressed
+      [claimed, randomBytes(5000), 'zstd'], // undecodable, with libzstd's error as the cause
+      [claimed, zstdCompress(Buffer.alloc(CHUNK_SIZE + 1, 7)), 'zstd'], // bad-length
+    ];
+    for (const [digest, payload, encoding] of cases) {
+      const expected = await rejection(inProcess.putChunk(digest, payload, encoding));
+      const { data } = asReceivedMessage(payload);
+      const err = await rejection(viaWorkers.putChunk(digest, data, encoding, { transferPayload: true }));
+      expect(err).toBeInstanceOf(RepositoryError);
+      expect(expected).toBeInstanceOf(RepositoryError);
+      expect({ code: err.code, message: err.message, details: err.details }).toEqual({ code: expected.code, message: expected.message, details: expected.details });
+      if (expected.cause instanceof Error) expect((err.cause as Error).message).toBe(expected.cause.message);
+    }
+    expect(await filesOf(viaWorkers)).toEqual({ chunks: [], tmp: [] });
+    expect(await viaWorkers.missingChunks([claimed])).toEqual([claimed]);
+  });
+
+  it('moves a received message to the worker instead of copying it, and copies what it may not move', async () => {
+    const plain = randomBytes(CHUNK_SIZE); // incompressible: the frame is as large as the chunk
+    const digest = sha256Hex(plain);
+    const frame = Buffer.from(zstdCompress(plain)); // a copy in an ArrayBuffer of its own
+    const { message, data } = asReceivedMessage(frame);
+
+    expect(await viaWorkers.putChunk(digest, data, 'zstd', { transferPayload: true })).toMatchObject({ created: true });
+    expect(message.byteLength).toBe(0); // detached: moved, not copied
+
+    // Without transferPayload the caller keeps its buffer.
+    const plain2 = randomBytes(CHUNK_SIZE);
+    const kept = asReceivedMessage(Buffer.from(zstdCompress(plain2)));
+    await viaWorkers.putChunk(sha256Hex(plain2), kept.data, 'zstd');
+    expect(kept.message.byteLength).toBeGreaterThan(CHUNK_SIZE);
+
+    // A small payload lives in Node's shared pool, and a view into a larger buffer shares it: both are copied.
+    const small = Buffer.from(zstdCompress(Buffer.alloc(CHUNK_SIZE, 3)));
+    expect(small.buffer.byteLength).toBe(Buffer.poolSize);
+    await viaWorkers.putChunk(sha256Hex(Buffer.alloc(CHUNK_SIZE, 3)), small, 'zstd', { transferPayload: true });
+    expect(small.buffer.byteLength).toBe(Buffer.poolSize);
+    const plain3 = chunkData(CHUNK_SIZE);
+    const view = zstdCompress(plain3); // a view of the compress bound, which is larger than the frame by far
+    await viaWorkers.putChunk(sha256Hex(plain3), view, 'zstd', { transferPayload: true });
+    expect(view.buffer.byteLength).toBeGreaterThan(view.length);
+
+    for (const p of [plain, plain2, Buffer.alloc(CHUNK_SIZE, 3), plain3]) expect((await viaWorkers.readChunk(sha256Hex(p))).equals(p)).toBe(true);
+  });
+
+  it('fails only the chunk whose thread dies, with WORKER_CRASHED, and stores the next one on a fresh thread', async () => {
+    const crashing = new ChunkStoreWorkers({ size: 1, script: new URL('./crashing-chunk-store-worker.js', import.meta.url) });
+    try {
+      const repo = await Repository.open(join(dir, 'b'), { workers: crashing });
+      const doomed = 'dead' + sha256Hex(randomBytes(8)).slice(4);
+      const err = await rejection(repo.putChunk(doomed, zstdCompress(chunkData(1000))));
+      expect(isWorkerPoolError(err, 'WORKER_CRASHED') && err.details.exitCode).toBe(9);
+      expect(err.message).toMatch(/worker thread \d+ exited with code 9 while running a task/);
+      const plain = chunkData(CHUNK_SIZE);
+      expect(await repo.putChunk(sha256Hex(plain), zstdCompress(plain))).toMatchObject({ created: true, plaintextBytes: CHUNK_SIZE });
+      expect((await filesOf(repo)).chunks).toEqual([sha256Hex(plain)]);
+    } finally {
+      await crashing.close();
+    }
+  });
+
+  it('lets idle threads exit, and close() ends them and refuses more work', async () => {
+    const idle = new ChunkStoreWorkers({ size: 2, idleTimeoutMs: 200 });
+    const repo = await Repository.open(join(dir, 'b'), { workers: idle });
+    const plain = chunkData(1000);
+    await repo.putChunk(sha256Hex(plain), zstdCompress(plain));
+    expect(idle.threadCount).toBe(1);
+    await expect.poll(() => idle.threadCount, { timeout: 5_000, interval: 50 }).toBe(0);
+    await idle.close();
+    const other = chunkData(1000);
+    expect(isWorkerPoolError(await rejection(repo.putChunk(sha256Hex(other), zstdCompress(other))), 'ABORTED')).toBe(true);
+  });
+});
