@@ -8,6 +8,7 @@ import { HubConnection } from './connection.js';
 import { DataClient } from './data-client.js';
 import { createDrivers } from './drivers/index.js';
 import { JobRunner } from './jobs/job-runner.js';
+import { ChunkWorkerPool } from './pipeline/index.js';
 import { enroll, EnrollError } from './enroll.js';
 import { scanInventory } from './inventory.js';
 import { loadCredentials, NotEnrolledError } from './state.js';
@@ -49,7 +50,9 @@ program
     const drivers = createDrivers({ runtimeDir: process.env.RUNTIME_DIRECTORY });
     const data = new DataClient(hub, creds);
     let conn: HubConnection | null = null;
-    const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, readLimitBytesPerSecond: cfg.readLimitBytesPerSecond, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
+    // One pool of hashing and compression threads for every backup: the cores are shared anyway.
+    const chunkPool = new ChunkWorkerPool();
+    const jobs = new JobRunner({ stateDir: cfg.stateDir, drivers, data, maxConcurrentJobs: cfg.maxConcurrentJobs, readLimitBytesPerSecond: cfg.readLimitBytesPerSecond, chunkPool, targetOptions: (id) => cfg.targets.find((t) => t.id === id)?.options ?? {}, log, send: (ev) => conn?.sendEvent(ev) ?? false });
     await jobs.init();
     // Whatever jobs of a previous run left on the hypervisor (bitmaps, exports, overlays) goes now:
     // no job runs yet, and unsettled bitmaps are merged back so the next backup sees every change.
@@ -83,6 +86,7 @@ program
         .stop()
         .then(() => conn!.stop())
         .then(() => data.close())
+        .then(() => chunkPool.close())
         .then(
           () => process.exit(0),
           (err: unknown) => {

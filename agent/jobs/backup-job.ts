@@ -2,7 +2,7 @@ import { DigestList } from '../../shared/chunk/digest.js';
 import type { DiskResult, StartBackup } from '../../shared/gen/backhaul/v1/agent.js';
 import type { DataClient } from '../data-client.js';
 import type { Driver, Snapshot } from '../drivers/driver.js';
-import { runBackup, type PipelineProgress } from '../pipeline/index.js';
+import { runBackup, type ChunkWorkerPool, type PipelineProgress } from '../pipeline/index.js';
 import { GrpcChunkSink } from './grpc-chunk-sink.js';
 import { ReadThrottle } from './read-throttle.js';
 
@@ -33,13 +33,20 @@ export async function runBackupJob(
   data: DataClient,
   hooks: BackupJobHooks,
   signal: AbortSignal,
-  /** Cap on disk reads in bytes per second for the whole job; 0 reads as fast as it can. */
-  readLimitBytesPerSecond = 0,
+  opts: {
+    /** Cap on disk reads in bytes per second for the whole job; 0 reads as fast as it can. */
+    readLimitBytesPerSecond?: number;
+    /** The agent's hashing and compression threads, shared by its backups; else the run's own. */
+    pool?: ChunkWorkerPool;
+  } = {},
 ): Promise<{ snapshot: Snapshot; disks: DiskResult[] }> {
+  const readLimitBytesPerSecond = opts.readLimitBytesPerSecond ?? 0;
   const t = cmd.target!;
   const driver = drivers.get(t.driver);
   if (!driver) throw new BackupJobError('UNKNOWN_DRIVER', `this agent has no driver "${t.driver}"`);
   hooks.phase('snapshotting');
+  // The threads start while the snapshot is taken, not when the first chunk waits for them.
+  opts.pool?.warm();
   const bases = Object.fromEntries(cmd.bases.map((b) => [b.diskName, b.bitmap]));
   const snapshot = await driver.open(
     { id: t.id, driver: t.driver, disks: t.disks.map((d) => ({ name: d.name, path: d.path })), options: cmd.targetOptions },
@@ -62,7 +69,7 @@ export async function runBackupJob(
     try {
       const throttle = readLimitBytesPerSecond > 0 ? new ReadThrottle(readLimitBytesPerSecond, signal) : null;
       const views = snapshot.disks.map((v) => throttle?.wrap(v) ?? v);
-      result = await runBackup({ disks: views.map((view, i) => ({ view, parentDigests: parents[i]! })), sink, signal, onProgress: hooks.progress });
+      result = await runBackup({ disks: views.map((view, i) => ({ view, parentDigests: parents[i]! })), sink, signal, onProgress: hooks.progress, pool: opts.pool });
       await sink.close();
     } catch (err) {
       sink.cancel();

@@ -15,7 +15,7 @@ import {
 import type { Logger } from '../../shared/logger.js';
 import type { DataClient } from '../data-client.js';
 import type { Driver, Snapshot } from '../drivers/driver.js';
-import type { PipelineProgress } from '../pipeline/index.js';
+import type { ChunkWorkerPool, PipelineProgress } from '../pipeline/index.js';
 import { runBackupJob } from './backup-job.js';
 import { restoreDisk } from './restore-job.js';
 
@@ -36,6 +36,8 @@ export interface JobRunnerDeps {
   maxConcurrentJobs: number;
   /** Cap on a backup's disk reads, bytes per second; 0 for none. */
   readLimitBytesPerSecond?: number;
+  /** Hashing and compression threads shared by every backup (each makes its own without). */
+  chunkPool?: ChunkWorkerPool;
   /** Driver options of a configured target (QMP socket paths and the like), by target id. */
   targetOptions: (targetId: string) => Record<string, string>;
   log: Logger;
@@ -212,7 +214,7 @@ export class JobRunner {
           },
         },
         job.abort.signal,
-        this.deps.readLimitBytesPerSecond ?? 0,
+        { readLimitBytesPerSecond: this.deps.readLimitBytesPerSecond, pool: this.deps.chunkPool },
       );
       job.snapshot = snapshot;
       await this.final(job, JobStatus.JOB_STATUS_SUCCEEDED, disks);

@@ -35,6 +35,11 @@ export class ChunkWorkerPool {
     return this.pool.size;
   }
 
+  /** Starts the threads now (see WorkerPool.warm): a backup does it while its snapshot is taken. */
+  warm(): void {
+    this.pool.warm();
+  }
+
   get threadCount(): number {
     return this.pool.threadCount;
   }

@@ -66,6 +66,14 @@ export class WorkerPool<T, R> {
     this.entry = resolveWorkerEntry(opts.script);
   }
 
+  /**
+   * Starts the threads that are not running yet, so the next tasks do not wait for a thread to
+   * load (tens of ms each); they go idle, and exit after the idle timeout like any other.
+   */
+  warm(): void {
+    while (!this.closed && this.threads.size < this.size) this.goIdle(this.spawn());
+  }
+
   /** Live threads (busy or idle). */
   get threadCount(): number {
     return this.threads.size;

@@ -130,6 +130,16 @@ describe('ChunkWorkerPool', () => {
     expect((await p.hash(new ArrayBuffer(8), [{ offset: 0, length: 8 }])).reply.digests).toEqual([null]);
   });
 
+  it('warm() starts every thread before any task, and they still exit when left idle', async () => {
+    const p = pool({ size: 2, idleTimeoutMs: 400 });
+    p.warm();
+    expect(p.threadCount).toBe(2);
+    p.warm(); // already warm: no more threads than the pool's size
+    expect(p.threadCount).toBe(2);
+    expect((await p.hash(new ArrayBuffer(8), [{ offset: 0, length: 8 }])).reply.digests).toEqual([null]);
+    await expect.poll(() => p.threadCount, { timeout: 5_000, interval: 50 }).toBe(0);
+  });
+
   it('refuses a script that exists neither compiled nor as source, with WORKER_UNAVAILABLE', () => {
     expect(() => new ChunkWorkerPool({ script: new URL('./no-such-worker.js', import.meta.url) })).toThrow(expect.objectContaining({ code: 'WORKER_UNAVAILABLE' }));
   });
