@@ -57,6 +57,12 @@ async function serve(dir: string, raiseWindow: boolean, storeMs: number): Promis
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
   process.send!({ port });
   process.on('disconnect', () => process.exit(0));
+  // The parent asks for this process's CPU time after each case.
+  process.on('message', (m) => {
+    if (m !== 'cpu') return;
+    const c = process.cpuUsage();
+    process.send!({ cpu: (c.user + c.system) / 1e6 });
+  });
 }
 
 interface Case {
@@ -70,7 +76,8 @@ interface Case {
   consumeMs?: number;
 }
 
-async function runCase(dir: string, c: Case, chunks: number, storeMs: number): Promise<number> {
+/** MiB/s, and the CPU seconds each side spent per GiB moved (the server's includes its start). */
+async function runCase(dir: string, c: Case, chunks: number, storeMs: number): Promise<{ mibps: number; clientCpuPerGiB: number; serverCpuPerGiB: number }> {
   const child = fork(fileURLToPath(import.meta.url), ['--serve', dir, c.serverWindow ? '1' : '0', String(storeMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await new Promise<{ port: number }>((res) => child.once('message', (m: { port: number }) => res(m)));
@@ -83,6 +90,7 @@ async function runCase(dir: string, c: Case, chunks: number, storeMs: number): P
     });
     const data = randomBytes(CHUNK);
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     if (c.kind === 'upload') {
       const streams = c.streams ?? 1;
       await Promise.all(
@@ -114,11 +122,19 @@ async function runCase(dir: string, c: Case, chunks: number, storeMs: number): P
       if (got !== chunks) throw new Error(`got ${got} of ${chunks}`);
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    child.send('cpu');
+    const serverCpu = await new Promise<number>((res) => child.once('message', (m: { cpu: number }) => res(m.cpu)));
     client.close();
-    return (chunks * CHUNK) / MiB / seconds;
+    const gib = (chunks * CHUNK) / (1024 * MiB);
+    return { mibps: (chunks * CHUNK) / MiB / seconds, clientCpuPerGiB: (cpu.user + cpu.system) / 1e6 / gib, serverCpuPerGiB: serverCpu / gib };
   } finally {
     child.kill();
   }
+}
+
+function show(r: { mibps: number; clientCpuPerGiB: number; serverCpuPerGiB: number }): string {
+  return `${r.mibps.toFixed(0).padStart(6)} MiB/s, CPU per GiB: client ${r.clientCpuPerGiB.toFixed(2)} s, server ${r.serverCpuPerGiB.toFixed(2)} s`;
 }
 
 async function main(): Promise<void> {
@@ -134,13 +150,13 @@ async function main(): Promise<void> {
       { name: `download, agent flow_control_window ${WINDOW / MiB} MiB`, kind: 'download', serverWindow: false, clientWindow: true, consumeMs: 5 },
     ];
     console.log(`${chunks} × 4 MiB over mTLS on loopback; the hub side stores each upload in ${storeMs} ms; the agent takes 5 ms per downloaded chunk`);
-    for (const c of cases) console.log(`${c.name.padEnd(48)} ${(await runCase(dir, c, chunks, storeMs)).toFixed(0).padStart(6)} MiB/s`);
+    for (const c of cases) console.log(`${c.name.padEnd(48)} ${show(await runCase(dir, c, chunks, storeMs))}`);
     const more: Case[] = [
       { name: 'upload, 2 streams, windows as today', kind: 'upload', serverWindow: false, clientWindow: false, streams: 2 },
       { name: `upload, 2 streams, hub window ${WINDOW / MiB} MiB`, kind: 'upload', serverWindow: true, clientWindow: false, streams: 2 },
     ];
-    for (const c of [...cases.slice(0, 2), ...more]) console.log(`${(c.name + ', store 0 ms').padEnd(48)} ${(await runCase(dir, c, chunks, 0)).toFixed(0).padStart(6)} MiB/s`);
-    for (const c of more) console.log(`${(c.name + `, store ${storeMs} ms`).padEnd(48)} ${(await runCase(dir, c, chunks, storeMs)).toFixed(0).padStart(6)} MiB/s`);
+    for (const c of [...cases.slice(0, 2), ...more]) console.log(`${(c.name + ', store 0 ms').padEnd(48)} ${show(await runCase(dir, c, chunks, 0))}`);
+    for (const c of more) console.log(`${(c.name + `, store ${storeMs} ms`).padEnd(48)} ${show(await runCase(dir, c, chunks, storeMs))}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
