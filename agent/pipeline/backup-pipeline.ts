@@ -370,7 +370,7 @@ class BackupPipelineRun implements BackupRun {
       if (digests.length !== chunks.length) {
         throw new PipelineError('WORKER_TASK_FAILED', `worker hashed ${digests.length} of ${chunks.length} chunks`, { operation: 'hash' });
       }
-      const withData = chunks.flatMap((c, k) => {
+      const nonZero = chunks.flatMap((c, k) => {
         const digest = digests[k];
         if (digest === null) {
           this.tracker.add(plan.index, 'zero', c.length); // the result already holds the zero marker
@@ -379,7 +379,7 @@ class BackupPipelineRun implements BackupRun {
         plan.digests.bytes.write(digest, (first + k) * DIGEST_BYTES, 'hex');
         return [k];
       });
-      if (withData.length === 0 || signal.aborted) {
+      if (nonZero.length === 0 || signal.aborted) {
         this.readBuffers.give(readBuffer);
         return;
       }
@@ -387,21 +387,21 @@ class BackupPipelineRun implements BackupRun {
       // Compressing while the hub is asked hides the question's round trip behind the worker's
       // ~1.3 ms a chunk: a full backup uploads nearly every chunk; one the hub has wastes little.
       frameBuffer = this.frameBuffers.take();
-      const ranges = withData.map((_, j) => ({ offset: j * FRAME_STRIDE + FRAME_HEADROOM, length: FRAME_STRIDE - FRAME_HEADROOM }));
+      const ranges = nonZero.map((_, j) => ({ offset: j * FRAME_STRIDE + FRAME_HEADROOM, length: FRAME_STRIDE - FRAME_HEADROOM }));
       const [compressed, verdicts] = await Promise.allSettled([
-        pool.compress(readBuffer, withData.map((k) => chunks[k]!), this.settings.compressionLevel, frameBuffer, ranges, signal),
-        Promise.all(withData.map((k) => this.deduper.claim(digests[k]!))),
+        pool.compress(readBuffer, nonZero.map((k) => chunks[k]!), this.settings.compressionLevel, frameBuffer, ranges, signal),
+        Promise.all(nonZero.map((k) => this.deduper.claim(digests[k]!))),
       ]);
       if (compressed.status === 'rejected') throw compressed.reason;
       if (verdicts.status === 'rejected') throw verdicts.reason;
       this.readBuffers.give(readBuffer);
       this.tracker.addWorkerBusy(compressed.value.busyMs);
       const lengths = compressed.value.reply.lengths;
-      if (lengths.length !== withData.length) {
-        throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${lengths.length} of ${withData.length} chunks`, { operation: 'compress' });
+      if (lengths.length !== nonZero.length) {
+        throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${lengths.length} of ${nonZero.length} chunks`, { operation: 'compress' });
       }
       const uploads: Promise<void>[] = [];
-      withData.forEach((k, j) => {
+      nonZero.forEach((k, j) => {
         const verdict = verdicts.value[j];
         if (verdict !== 'upload') {
           this.tracker.add(plan.index, 'deduplicated', chunks[k]!.length);

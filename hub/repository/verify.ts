@@ -154,7 +154,8 @@ function forEachStored(index: DiskIndex, fn: (i: number) => void): void {
 
 async function checkChunk(store: ChunkStore, digest: string): Promise<BadChunk['problem'] | undefined> {
   try {
-    await store.readChunk(digest);
+    // Checked, not kept: the pooled buffer goes straight back instead of a copy being made.
+    (await store.readVerified(digest)).release();
     return undefined;
   } catch (err) {
     if (isRepositoryError(err, 'CHUNK_MISSING')) return 'missing';
