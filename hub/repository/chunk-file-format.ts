@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { RepositoryError, type DataLossReason } from './errors.js';
 import { ZstdError, zstdDecompress, zstdDecompressInto, zstdDeclaredSize } from '../../shared/chunk/zstd.js';
 
@@ -75,16 +75,7 @@ export function decodePayload(digest: string, encoding: ChunkEncoding, payload: 
   }
 }
 
-/**
- * SHA-256 through Web Crypto, which hashes on the libuv threadpool: the hub's event loop (every
- * agent's stream) does not wait 2-3 ms per 4 MiB chunk. The input is copied when the job is made.
- */
-export async function checkDigest(digest: string, plaintext: Buffer): Promise<void> {
-  const actual = Buffer.from(await webcrypto.subtle.digest('SHA-256', plaintext)).toString('hex');
-  if (actual !== digest) throw digestMismatch(digest, actual);
-}
-
-function digestMismatch(digest: string, actual: string): RepositoryError<'DATA_LOSS'> {
+export function digestMismatch(digest: string, actual: string): RepositoryError<'DATA_LOSS'> {
   return dataLoss(digest, 'digest-mismatch', `plaintext hashes to ${actual}`);
 }
 

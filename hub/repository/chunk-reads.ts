@@ -1,14 +1,18 @@
-import { open } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
 import { zstdCompressBound } from '../../shared/chunk/zstd.js';
-import { checkDigest, CHUNK_HEADER_BYTES, decodeChunkHeader, decodePayload } from './chunk-file-format.js';
+import { CHUNK_HEADER_BYTES, decodeChunkHeader, decodePayload, digestMismatch } from './chunk-file-format.js';
+import type { ChunkStoreWorkers } from './chunk-store-workers.js';
 import { hasErrno, RepositoryError } from './errors.js';
 
 /** Room before a read chunk's plaintext for a message header (DownloadChunksResponse's is ~40 bytes). */
 export const READ_HEADROOM = 128;
 /** The largest chunk file: header plus zstd's worst case for a full chunk (FORMAT.md §3). */
 const FILE_BYTES = CHUNK_HEADER_BYTES + zstdCompressBound(CHUNK_SIZE);
-/** Free buffers kept per kind: enough for a few restores' read-ahead, bounded when they end. */
+/** What one read fills: the headroom, then at most one chunk of plaintext. */
+export const READ_BUFFER_BYTES = READ_HEADROOM + CHUNK_SIZE;
+/** Free plaintext buffers kept: enough for a few restores' read-ahead, bounded when they end. */
 const KEEP = 8;
 
 /** A verified chunk in a pooled buffer: `plaintext` has `headroom` free bytes before it. */
@@ -20,67 +24,85 @@ export interface ReadChunk {
 }
 
 /**
- * Reads chunk files into reused buffers: a restore reads every chunk of a disk, and a fresh
- * buffer for the file and another for its plaintext per 4 MiB chunk (readFile, zstdDecompress)
- * counted as new external memory each time, which V8 answers with a full GC every 64 MiB.
+ * This thread's buffer for the chunk file being read, reused (each worker thread has its own): a
+ * fresh 4 MiB buffer per chunk counted as new external memory, which V8 answers with a full GC
+ * every 64 MiB. One suffices, the read being synchronous.
+ */
+let fileBuffer: Buffer | undefined;
+
+/**
+ * Reads the chunk file at `path` and writes its plaintext into `out` (at least one chunk long),
+ * verified: header checked, payload decoded, SHA-256 compared with `digest`. Returns the plaintext
+ * length. Throws CHUNK_MISSING if absent, DATA_LOSS (naming the digest) if damaged or unreadable.
+ * Synchronous, on whatever thread calls it: the hub's chunk store workers, or the caller's own
+ * thread when the repository has none. The one implementation of both paths.
+ */
+export function readChunkSync(digest: string, path: string, out: Buffer): number {
+  fileBuffer ??= Buffer.allocUnsafe(FILE_BYTES + 1);
+  const bytes = readWholeSync(digest, path, fileBuffer);
+  const { encoding, plaintextLength } = decodeChunkHeader(digest, bytes);
+  const target = out.subarray(0, plaintextLength);
+  const decoded = decodePayload(digest, encoding, bytes.subarray(CHUNK_HEADER_BYTES), plaintextLength, target);
+  const n = decoded.length;
+  if (n !== plaintextLength) {
+    throw new RepositoryError('DATA_LOSS', `chunk ${digest}: payload decodes to ${n} bytes, header says ${plaintextLength}`, { digest, reason: 'undecodable' });
+  }
+  // 'none' answers with the payload itself, in this thread's file buffer.
+  if (decoded.buffer !== target.buffer || decoded.byteOffset !== target.byteOffset) decoded.copy(target);
+  const actual = createHash('sha256').update(target).digest('hex');
+  if (actual !== digest) throw digestMismatch(digest, actual);
+  return n;
+}
+
+/**
+ * Reads chunks into reused buffers with READ_HEADROOM before the plaintext, so a restore can put
+ * its message header there instead of copying the chunk into a message. With `workers` the reads
+ * run on those threads, each buffer moved there and back (the hub: its event loop, busy with every
+ * agent's TLS and gRPC, makes one round trip per chunk instead of one per fs call); without, on
+ * the caller's thread, synchronously (tests, tools). Both run readChunkSync.
  */
 export class ChunkReads {
-  private readonly files: Buffer[] = [];
-  private readonly plains: Buffer[] = [];
+  /** Free buffers. One that comes back from a worker is a new ArrayBuffer over the same memory. */
+  private readonly free: ArrayBuffer[] = [];
 
-  /**
-   * The chunk's plaintext, verified: header checked, payload decoded, SHA-256 compared with the
-   * digest. Throws CHUNK_MISSING if absent, DATA_LOSS (naming the digest) if damaged or unreadable.
-   */
+  constructor(private readonly workers?: ChunkStoreWorkers) {}
+
   async read(digest: string, path: string): Promise<ReadChunk> {
-    const file = this.files.pop() ?? Buffer.allocUnsafe(FILE_BYTES + 1);
-    let plain: Buffer | null = null;
-    try {
-      const bytes = await readWhole(digest, path, file);
-      const { encoding, plaintextLength } = decodeChunkHeader(digest, bytes);
-      const payload = bytes.subarray(CHUNK_HEADER_BYTES);
-      plain = this.plains.pop() ?? Buffer.allocUnsafe(READ_HEADROOM + CHUNK_SIZE);
-      const out = plain.subarray(READ_HEADROOM, READ_HEADROOM + plaintextLength);
-      const decoded = decodePayload(digest, encoding, payload, plaintextLength, out);
-      // 'none' answers with the payload itself, in the file buffer that goes back to its pool.
-      if (decoded.buffer !== out.buffer) decoded.copy(out);
-      const n = decoded.length;
-      if (n !== plaintextLength) {
-        throw new RepositoryError('DATA_LOSS', `chunk ${digest}: payload decodes to ${n} bytes, header says ${plaintextLength}`, { digest, reason: 'undecodable' });
+    let held = this.free.pop() ?? new ArrayBuffer(READ_BUFFER_BYTES);
+    let n: number;
+    if (this.workers) {
+      // On any failure the buffer stays with the worker's answer or the dead thread: it is not reused.
+      ({ plaintextLength: n, buffer: held } = await this.workers.read(digest, path, held, READ_HEADROOM));
+    } else {
+      try {
+        n = readChunkSync(digest, path, Buffer.from(held, READ_HEADROOM));
+      } catch (err) {
+        this.give(held);
+        throw err;
       }
-      this.give(this.files, file);
-      const plaintext = out.subarray(0, n);
-      await checkDigest(digest, plaintext);
-      const held = plain;
-      plain = null;
-      let released = false;
-      return {
-        plaintext,
-        headroom: READ_HEADROOM,
-        release: () => {
-          if (released) return;
-          released = true;
-          this.give(this.plains, held);
-        },
-      };
-    } catch (err) {
-      // A buffer a failed read used goes back too: nothing else holds it.
-      this.give(this.files, file);
-      if (plain) this.give(this.plains, plain);
-      throw err;
     }
+    let released = false;
+    return {
+      plaintext: Buffer.from(held, READ_HEADROOM, n),
+      headroom: READ_HEADROOM,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.give(held);
+      },
+    };
   }
 
-  private give(pool: Buffer[], b: Buffer): void {
-    if (pool.length < KEEP && !pool.includes(b)) pool.push(b);
+  private give(b: ArrayBuffer): void {
+    if (this.free.length < KEEP && !this.free.includes(b)) this.free.push(b);
   }
 }
 
 /** The whole file into `into`; a file longer than any chunk file can be is damaged. */
-async function readWhole(digest: string, path: string, into: Buffer): Promise<Buffer> {
-  let fh;
+function readWholeSync(digest: string, path: string, into: Buffer): Buffer {
+  let fd: number;
   try {
-    fh = await open(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     if (hasErrno(err, 'ENOENT')) throw new RepositoryError('CHUNK_MISSING', `chunk ${digest} is not in the repository`, { digests: [digest], count: 1 });
     throw unreadable(digest, err);
@@ -88,7 +110,7 @@ async function readWhole(digest: string, path: string, into: Buffer): Promise<Bu
   try {
     let n = 0;
     for (;;) {
-      const { bytesRead } = await fh.read(into, n, into.length - n, n);
+      const bytesRead = readSync(fd, into, n, into.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
       if (n === into.length) throw new RepositoryError('DATA_LOSS', `chunk ${digest}: file is longer than any chunk file (${into.length - 1} bytes)`, { digest, reason: 'bad-header' });
@@ -98,7 +120,7 @@ async function readWhole(digest: string, path: string, into: Buffer): Promise<Bu
     if (err instanceof RepositoryError) throw err;
     throw unreadable(digest, err);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 

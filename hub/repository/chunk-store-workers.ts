@@ -1,5 +1,5 @@
 import { WorkerPool } from '../../shared/workers/worker-pool.js';
-import { repositoryErrorFromData, type StoreChunkReply, type StoreChunkTask } from './chunk-store-worker-protocol.js';
+import { repositoryErrorFromData, type ChunkStoreReply, type ChunkStoreTask, type ReadChunkReply, type StoreChunkReply } from './chunk-store-worker-protocol.js';
 import type { ChunkUploadTarget, StoredChunk } from './chunk-upload.js';
 
 export interface ChunkStoreWorkersOptions {
@@ -20,15 +20,16 @@ const MOVABLE_SLACK_BYTES = 4096;
 
 /**
  * The hub's chunk store threads: each stores an uploaded chunk whole (check + durable write, see
- * storeUploadSync), so the main thread, busy with every agent's gRPC and TLS, makes one round trip
- * per chunk. The owner closes it (Hub.stop).
+ * storeUploadSync) or reads one whole (read, decode, SHA-256, see readChunkSync), so the main
+ * thread, busy with every agent's gRPC and TLS, makes one round trip per chunk. The owner closes
+ * it (Hub.stop).
  *
  * Errors: a refusal comes back as the same RepositoryError (code, message, details); a thread that
  * dies fails only its chunk, with WorkerPoolError WORKER_CRASHED, and the next chunk gets a fresh
  * thread; an fs error in the worker comes back as WORKER_TASK_FAILED with its message.
  */
 export class ChunkStoreWorkers {
-  private readonly pool: WorkerPool<StoreChunkTask, StoreChunkReply>;
+  private readonly pool: WorkerPool<ChunkStoreTask, ChunkStoreReply>;
 
   constructor(opts: ChunkStoreWorkersOptions = {}) {
     this.pool = new WorkerPool({
@@ -54,9 +55,21 @@ export class ChunkStoreWorkers {
    */
   async store(target: ChunkUploadTarget, payload: Buffer, transferPayload: boolean): Promise<StoredChunk> {
     const bytes = transferPayload && ownsItsMemory(payload) ? payload : new Uint8Array(payload);
-    const { reply } = await this.pool.run({ ...target, payload: bytes }, [bytes.buffer as ArrayBuffer]);
+    const reply = (await this.pool.run({ kind: 'store', ...target, payload: bytes }, [bytes.buffer as ArrayBuffer])).reply as StoreChunkReply;
     if ('refused' in reply) throw repositoryErrorFromData(reply.refused);
     return reply.stored;
+  }
+
+  /**
+   * Reads the chunk file at `path` on a worker thread, its verified plaintext written into `into`
+   * from `offset` on (at least one chunk of room). `into` is moved to the thread (detached here)
+   * and comes back as `buffer`, the same memory in a new ArrayBuffer. Throws the same
+   * RepositoryError as readChunkSync (CHUNK_MISSING, DATA_LOSS); `into` is then not returned.
+   */
+  async read(digest: string, path: string, into: ArrayBuffer, offset: number): Promise<{ plaintextLength: number; buffer: ArrayBuffer }> {
+    const reply = (await this.pool.run({ kind: 'read', digest, path, into, offset }, [into])).reply as ReadChunkReply;
+    if ('refused' in reply) throw repositoryErrorFromData(reply.refused);
+    return { plaintextLength: reply.plaintextLength, buffer: reply.into };
   }
 
   /** Terminates every thread; chunks being stored fail with ABORTED. Idempotent. */

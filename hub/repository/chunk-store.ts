@@ -39,16 +39,19 @@ const SLICE_MS = 2;
  * deletes a chunk touched after it started; that is what makes dedup safe against a concurrent GC.
  */
 export class ChunkStore {
-  private readonly reads = new ChunkReads();
+  private readonly reads: ChunkReads;
 
   /**
-   * With `workers`, uploads are checked and written on those threads (the hub); without, on the
-   * caller's thread, synchronously (tests, tools). Both run the same storeUploadSync.
+   * With `workers`, uploads are checked and written, and chunks read and verified, on those
+   * threads (the hub); without, on the caller's thread, synchronously (tests, tools). Both run the
+   * same storeUploadSync and readChunkSync.
    */
   constructor(
     private readonly layout: RepositoryLayout,
     private readonly workers?: ChunkStoreWorkers,
-  ) {}
+  ) {
+    this.reads = new ChunkReads(workers);
+  }
 
   chunkPath(digest: string): string {
     assertDigestHex(digest);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -126,6 +126,61 @@ describe('ChunkStoreWorkers', () => {
       const plain = chunkData(CHUNK_SIZE);
       expect(await repo.putChunk(sha256Hex(plain), zstdCompress(plain))).toMatchObject({ created: true, plaintextBytes: CHUNK_SIZE });
       expect((await filesOf(repo)).chunks).toEqual([sha256Hex(plain)]);
+    } finally {
+      await crashing.close();
+    }
+  });
+
+  it('reads chunks on the threads, with the same plaintext and the same refusals as the in-process path', async () => {
+    const full = randomBytes(CHUNK_SIZE);
+    const short = chunkData(1_000_003);
+    const raw = randomBytes(65_536);
+    const stored: [string, Buffer][] = [];
+    for (const [plain, encoding] of [[full, 'zstd'], [short, 'zstd'], [raw, 'none']] as const) {
+      const digest = sha256Hex(plain);
+      const payload = encoding === 'zstd' ? zstdCompress(plain) : plain;
+      await inProcess.putChunk(digest, payload, encoding);
+      await viaWorkers.putChunk(digest, payload, encoding);
+      stored.push([digest, plain]);
+    }
+    let previous: ArrayBuffer | null = null;
+    for (const [digest, plain] of stored) {
+      const c = await viaWorkers.readVerified(digest);
+      expect(c.plaintext.equals(plain)).toBe(true);
+      expect(c.plaintext.byteOffset).toBe(c.headroom);
+      c.release();
+      // The buffer went to a thread and came back: the one given back before it is now detached.
+      if (previous) expect(previous.byteLength).toBe(0);
+      previous = c.plaintext.buffer as ArrayBuffer;
+    }
+    // The same file damaged in both repositories, and a chunk neither has.
+    const [victim] = stored[0]!;
+    for (const repo of [inProcess, viaWorkers]) {
+      const file = await chunkFile(repo, victim);
+      file[file.length - 100]! ^= 0x01;
+      await writeFile(repo.layout.chunkPath(victim), file);
+    }
+    for (const digest of [victim, 'ab'.repeat(32)]) {
+      const expected = await rejection(inProcess.readVerified(digest));
+      const err = await rejection(viaWorkers.readVerified(digest));
+      expect(err).toBeInstanceOf(RepositoryError);
+      expect({ code: err.code, message: err.message, details: err.details }).toEqual({ code: expected.code, message: expected.message, details: expected.details });
+    }
+    expect((await rejection(viaWorkers.readVerified(victim))).code).toBe('DATA_LOSS');
+    // The others still read, in buffers the refusals gave back.
+    expect((await viaWorkers.readChunk(stored[1]![0])).equals(short)).toBe(true);
+  });
+
+  it('fails only the read whose thread dies, with WORKER_CRASHED, and reads the next one on a fresh thread', async () => {
+    const crashing = new ChunkStoreWorkers({ size: 1, script: new URL('./crashing-chunk-store-worker.js', import.meta.url) });
+    try {
+      const repo = await Repository.open(join(dir, 'b'), { workers: crashing });
+      const doomed = 'dead' + sha256Hex(randomBytes(8)).slice(4);
+      expect(isWorkerPoolError(await rejection(repo.readVerified(doomed)), 'WORKER_CRASHED')).toBe(true);
+      const plain = chunkData(CHUNK_SIZE);
+      await inProcess.putChunk(sha256Hex(plain), zstdCompress(plain));
+      await repo.putChunk(sha256Hex(plain), zstdCompress(plain));
+      expect((await repo.readChunk(sha256Hex(plain))).equals(plain)).toBe(true);
     } finally {
       await crashing.close();
     }
