@@ -1,30 +1,21 @@
 import { execFile } from 'node:child_process';
-import { createHash, webcrypto } from 'node:crypto';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CHUNK_SIZE, chunkCount, chunkLength } from '../../shared/chunk/geometry.js';
 import { DIGEST_BYTES } from '../../shared/chunk/digest.js';
 import { ImageFormat, type DiskResult, type RestoreDisk } from '../../shared/gen/backhaul/v1/agent.js';
 import type { DataClient } from '../data-client.js';
+import { RestoreError } from './restore-error.js';
+import { RestoreWriter } from './restore-writer.js';
+
+export { RestoreError } from './restore-error.js';
 
 const run = promisify(execFile);
 /** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
 const BATCH = 64;
 const ZERO_DIGEST = Buffer.alloc(DIGEST_BYTES);
-/** Chunks verified and written while the next arrive: their buffers are what a restore holds. */
+/** Chunks being verified and written while the next arrive: their buffers are what a restore holds. */
 const WRITES_AHEAD = 4;
-/** What zero chunks hash and write from: one buffer, not a fresh 4 MiB per chunk. */
-const ZERO_CHUNK = Buffer.alloc(CHUNK_SIZE);
-
-export class RestoreError extends Error {
-  constructor(
-    readonly code: 'DESTINATION_EXISTS' | 'DESTINATION_INVALID' | 'DATA_LOSS' | 'CONVERT_FAILED',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RestoreError';
-  }
-}
 
 export interface RestoreProgress {
   bytesTotal: number;
@@ -36,7 +27,8 @@ export interface RestoreProgress {
 /**
  * Writes one disk of a backup. Chunks arrive in disk order, each verified against its digest
  * before it is written; all-zero chunks of a new file stay holes. The SHA-256 of the whole
- * image is computed on the way, in order, and returned.
+ * image is computed on the way, in order, and returned. Verifying, hashing and writing happen on
+ * a thread of their own (RestoreWriter); this one receives the chunks and keeps the order.
  */
 export async function restoreDisk(
   data: DataClient,
@@ -54,32 +46,35 @@ export async function restoreDisk(
   const rawPath = qcow2 ? `${disk.destinationPath}.bh-${jobId}.raw` : disk.destinationPath;
   if (qcow2 && !disk.create) throw new RestoreError('DESTINATION_INVALID', 'a qcow2 restore always creates a new image');
   const { fh, fresh } = await openDestination(rawPath, disk.create || qcow2, index.diskSize);
-  const image = createHash('sha256');
   const count = chunkCount(index.diskSize);
-  /** Verify-and-write of chunks already taken off the stream, oldest first. */
+  const digestAt = (k: number) => index.digests.subarray(k * DIGEST_BYTES, (k + 1) * DIGEST_BYTES);
+  /** Zero runs and chunks handed to the writer thread and not yet written, oldest first. */
   const writes: Promise<void>[] = [];
+  let writer: RestoreWriter | null = null;
+  let sha256: string;
   try {
+    writer = await RestoreWriter.open(fh.fd, fresh);
+    const w = writer;
+    const queue = async (write: Promise<void>) => {
+      write.catch(() => {}); // surfaced when awaited below
+      writes.push(write);
+      while (writes.length > WRITES_AHEAD) await writes.shift();
+    };
     for (let first = 0; first < count; first += BATCH) {
       if (signal.aborted) throw new RestoreError('DESTINATION_INVALID', 'cancelled');
       const last = Math.min(count, first + BATCH);
       const wanted: Buffer[] = [];
-      for (let i = first; i < last; i++) {
-        const d = index.digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
-        if (!d.equals(ZERO_DIGEST)) wanted.push(d);
-      }
-      // Walk the chunks in order: zero chunks in between are handled as the cursor reaches them,
-      // and each downloaded chunk is checked and written before the next is taken off the stream.
+      for (let i = first; i < last; i++) if (!digestAt(i).equals(ZERO_DIGEST)) wanted.push(digestAt(i));
+      // Walk the chunks in order: each run of zero chunks goes to the writer as the cursor reaches
+      // it, and each downloaded chunk is handed over before the next is taken off the stream.
       let i = first;
-      const digestAt = (k: number) => index.digests.subarray(k * DIGEST_BYTES, (k + 1) * DIGEST_BYTES);
       const passZeros = async () => {
-        for (; i < last && digestAt(i).equals(ZERO_DIGEST); i++) {
-          const len = chunkLength(index.diskSize, i);
-          const zeros = ZERO_CHUNK.subarray(0, len);
-          image.update(zeros);
-          // A fresh, truncated file already reads zeros here: leave a hole.
-          if (!fresh) await writeAll(fh, zeros, i * CHUNK_SIZE);
-          progress({ bytesDone: len, bytesZero: len });
-        }
+        const start = i;
+        while (i < last && digestAt(i).equals(ZERO_DIGEST)) i++;
+        if (i === start) return;
+        const offset = start * CHUNK_SIZE;
+        const length = Math.min(i * CHUNK_SIZE, index.diskSize) - offset;
+        await queue(w.zeros(offset, length).then(() => progress({ bytesDone: length, bytesZero: length })));
       };
       await passZeros();
       if (wanted.length > 0) {
@@ -92,37 +87,29 @@ export async function restoreDisk(
             const len = chunkLength(index.diskSize, i);
             if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
             if (chunk.length !== len) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) has ${chunk.length} bytes, not ${len}`);
-            // Web Crypto hashes the chunk on the threadpool while this thread adds it to the image's
-            // hash (in disk order); it is written only once verified, while the next chunks arrive.
-            const own = webcrypto.subtle.digest('SHA-256', chunk);
-            image.update(chunk);
-            const at = i;
-            const written = own.then(async (h) => {
-              if (!Buffer.from(h).equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${at} (${d.toString('hex')}) does not match its digest`);
-              await writeAll(fh, chunk, at * CHUNK_SIZE);
-              progress({ bytesDone: len, bytesTransferred: len });
-            });
-            written.catch(() => {}); // surfaced when awaited below
-            writes.push(written);
+            // The chunk's memory (and the message's digest with it) moves to the writer thread here.
+            await queue(w.chunk(i, i * CHUNK_SIZE, d.toString('hex'), chunk).then(() => progress({ bytesDone: len, bytesTransferred: len })));
             i++;
-            while (writes.length > WRITES_AHEAD) await writes.shift();
             await passZeros();
           },
           signal,
         );
-        while (writes.length > 0) await writes.shift();
       }
       await passZeros();
       if (i !== last) throw new RestoreError('DATA_LOSS', `the hub sent chunks up to ${i}, not ${last}`);
     }
+    while (writes.length > 0) await writes.shift();
+    sha256 = await w.finish();
     await fh.sync();
   } catch (err) {
     // No write may still be running when the file is closed (and maybe removed).
     await Promise.allSettled(writes);
+    await writer?.close();
     await fh.close();
     if (fresh) await rm(rawPath, { force: true });
     throw err;
   }
+  await writer.close();
   await fh.close();
   if (qcow2) {
     try {
@@ -133,7 +120,7 @@ export async function restoreDisk(
       await rm(rawPath, { force: true });
     }
   }
-  return { diskName: disk.diskName, sizeBytes: index.diskSize, nextBitmap: '', fullReadReason: '', sha256: image.digest('hex') };
+  return { diskName: disk.diskName, sizeBytes: index.diskSize, nextBitmap: '', fullReadReason: '', sha256 };
 }
 
 /** Opens the destination: a new file (refusing to overwrite), an existing file, or a block device of sufficient size. */
@@ -156,12 +143,4 @@ async function openDestination(path: string, create: boolean, size: number): Pro
     throw new RestoreError('DESTINATION_INVALID', `${path} is neither a file nor a block device`);
   }
   return { fh, fresh: false };
-}
-
-async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
-  }
 }
