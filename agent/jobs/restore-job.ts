@@ -87,7 +87,6 @@ export async function restoreDisk(
             const len = chunkLength(index.diskSize, i);
             if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
             if (chunk.length !== len) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) has ${chunk.length} bytes, not ${len}`);
-            // The chunk's memory (and the message's digest with it) moves to the writer thread here.
             await queue(w.chunk(i, i * CHUNK_SIZE, d.toString('hex'), chunk).then(() => progress({ bytesDone: len, bytesTransferred: len })));
             i++;
             await passZeros();

@@ -5,22 +5,22 @@ import type { HandledTask } from '../../shared/workers/worker-protocol.js';
 
 /**
  * What the restore writer thread is asked, in disk order, for one destination: open it, then
- * zero runs and downloaded chunks, then finish. A chunk's memory is moved to the thread and back.
+ * zero runs and downloaded chunks, then finish. A chunk is in shared memory the writer reuses.
  */
 export type RestoreWriteTask =
   /** `fresh`: a new, truncated file, whose zero runs stay holes instead of being written. */
   | { kind: 'open'; fd: number; fresh: boolean }
   | { kind: 'zeros'; offset: number; length: number }
-  | { kind: 'chunk'; index: number; offset: number; digest: string; data: ArrayBuffer; byteOffset: number; length: number }
+  | { kind: 'chunk'; index: number; offset: number; digest: string; data: SharedArrayBuffer; length: number }
   | { kind: 'finish' };
 
 export type RestoreWriteRefusal = { code: 'DATA_LOSS' | 'WRITE_FAILED'; message: string };
 
 export type RestoreWriteReply =
-  | { done: true; data?: ArrayBuffer }
+  | { done: true }
   /** finish: the SHA-256 of the whole image, in disk order. */
   | { sha256: string }
-  | { refused: RestoreWriteRefusal; data?: ArrayBuffer };
+  | { refused: RestoreWriteRefusal };
 
 /** What zero runs hash and write from: one buffer, not a fresh 4 MiB per chunk. */
 const ZERO_CHUNK = Buffer.alloc(CHUNK_SIZE);
@@ -59,15 +59,13 @@ export function answerRestoreWriteTask(task: RestoreWriteTask): HandledTask<Rest
     }
     return { reply: { done: true }, transfer: [] };
   }
-  const { data } = task;
-  const chunk = Buffer.from(data, task.byteOffset, task.length);
-  const back = { transfer: [data] };
+  const chunk = Buffer.from(task.data, 0, task.length);
   if (createHash('sha256').update(chunk).digest('hex') !== task.digest) {
-    return { reply: { refused: { code: 'DATA_LOSS', message: `chunk ${task.index} (${task.digest}) does not match its digest` }, data }, ...back };
+    return { reply: { refused: { code: 'DATA_LOSS', message: `chunk ${task.index} (${task.digest}) does not match its digest` } }, transfer: [] };
   }
   dest.image.update(chunk);
   const refused = writeAll(dest.fd, chunk, task.offset, `chunk ${task.index}`);
-  return { reply: refused ? { refused, data } : { done: true, data }, ...back };
+  return { reply: refused ? { refused } : { done: true }, transfer: [] };
 }
 
 function writeAll(fd: number, buf: Buffer, position: number, what: string): RestoreWriteRefusal | null {

@@ -29,7 +29,7 @@ const UPLOAD_CONCURRENCY = 4;
  * Chunks of one download stream being read and verified (on the chunk store threads) ahead of the
  * one being sent: with 2, the bench's restore spent half its time waiting for reads.
  */
-const DOWNLOAD_READ_AHEAD = 4;
+const DOWNLOAD_READ_AHEAD = 3;
 /** Writes of one download stream that grpc-js has not sent yet; each holds its chunk's buffer. */
 const DOWNLOAD_UNSENT = 2;
 

@@ -13,7 +13,7 @@ const FILE_BYTES = CHUNK_HEADER_BYTES + zstdCompressBound(CHUNK_SIZE);
 /** What one read fills: the headroom, then at most one chunk of plaintext. */
 export const READ_BUFFER_BYTES = READ_HEADROOM + CHUNK_SIZE;
 /** Free plaintext buffers kept: enough for a few restores' read-ahead, bounded when they end. */
-const KEEP = 8;
+const KEEP = 6;
 
 /** A verified chunk in a pooled buffer: `plaintext` has `headroom` free bytes before it. */
 export interface ReadChunk {
