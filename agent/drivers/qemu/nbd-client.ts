@@ -96,8 +96,10 @@ export class NbdClient {
   static async connect(opts: NbdConnectOptions): Promise<NbdClient> {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const where = 'path' in opts.address ? opts.address.path : `${opts.address.host}:${opts.address.port}`;
-    const socket = 'path' in opts.address ? createConnection({ path: opts.address.path }) : createConnection({ host: opts.address.host, port: opts.address.port });
-    const reader = new SocketReader(socket, () => new NbdError('CLOSED', `NBD server at ${where} closed the connection`));
+    const reader = new SocketReader(() => new NbdError('CLOSED', `NBD server at ${where} closed the connection`));
+    const { onread } = reader;
+    const socket = 'path' in opts.address ? createConnection({ path: opts.address.path, onread }) : createConnection({ host: opts.address.host, port: opts.address.port, onread });
+    reader.attach(socket);
     const timer = setTimeout(() => socket.destroy(new NbdError('TIMEOUT', `NBD handshake with ${where} took over ${timeoutMs} ms`)), timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
