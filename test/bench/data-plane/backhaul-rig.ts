@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AGENT_BIN, Proc, runAgentCli, startAgent } from '../../support/processes.js';
@@ -15,6 +15,21 @@ const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type DriverName = 'qemu' | 'file';
+
+/** The directories of a bench run under `root`, made (0700) except the repository, which the hub creates. */
+export async function makeRunDirs(root: string) {
+  const dirs = {
+    image: join(root, 'image'),
+    hubData: join(root, 'hub'),
+    repository: join(root, 'hub', 'repository'),
+    agentState: join(root, 'agent-state'),
+    agentRuntime: join(root, 'agent-run'),
+    peers: join(root, 'peers'),
+    restore: join(root, 'restore'),
+  };
+  for (const d of [dirs.image, dirs.hubData, dirs.agentState, dirs.agentRuntime, dirs.peers, dirs.restore]) await mkdir(d, { recursive: true, mode: 0o700 });
+  return dirs;
+}
 
 /** qemu when qemu-storage-daemon and qemu-img run here, else file (BENCH_DRIVER overrides). */
 export async function chooseDriver(): Promise<DriverName> {

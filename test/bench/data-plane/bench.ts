@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../../support/database.js';
 import { tempDir } from '../../support/processes.js';
 import { markdownTable, mib, ratio, verdict, type ResultRow } from '../results-table.js';
-import { BackhaulRig, chooseDriver, type DriverName, type JobMeasure } from './backhaul-rig.js';
+import { BackhaulRig, chooseDriver, makeRunDirs, type DriverName, type JobMeasure } from './backhaul-rig.js';
 import { applyRewrites, GiB, imageSize, MiB, planRewrites, sha256File, touchedChunks, writeRawImage, type ImageSpec } from './image.js';
 import { Borg, ensurePeers, Restic, type PeerResult, type PeerTools } from './peers.js';
 import { measureShaLimit, type ShaLimit } from './sha-limit.js';
@@ -106,16 +106,7 @@ export async function runDataPlane(): Promise<void> {
     progress(`Backhaul driver: ${driver}`);
 
     root = await tempDir('bh-bench-dp');
-    const dirs = {
-      image: join(root, 'image'),
-      hubData: join(root, 'hub'),
-      repository: join(root, 'hub', 'repository'),
-      agentState: join(root, 'agent-state'),
-      agentRuntime: join(root, 'agent-run'),
-      peers: join(root, 'peers'),
-      restore: join(root, 'restore'),
-    };
-    for (const d of [dirs.image, dirs.hubData, dirs.agentState, dirs.agentRuntime, dirs.peers, dirs.restore]) await mkdir(d, { recursive: true, mode: 0o700 });
+    const dirs = await makeRunDirs(root);
     const raw = join(dirs.image, 'vm.raw');
     const size = imageSize(SPEC);
 
