@@ -27,18 +27,20 @@ const hubFullGcs = async (): Promise<number> => {
   const main = lines[0]?.match(/^\[\d+:(0x[0-9a-f]+)\]/)?.[1];
   return lines.filter((l) => main !== undefined && l.includes(main)).length;
 };
+const tracing = (process.env.BENCH_DP_NODE_ARGS ?? '').includes('--trace-gc');
+const gcNote = async (since: number) => (tracing ? `hub full GCs ${(await hubFullGcs()) - since}` : 'hub full GCs not counted (set BENCH_DP_NODE_ARGS=--trace-gc)');
 const usage = (u: ProcUsage) => `CPU ${u.cpuSeconds.toFixed(1)} s, peak ${(u.peakRss / MiB).toFixed(0)} MiB`;
 try {
   await rig.startStorage(raw);
   await rig.start(db.url, raw);
   let gcs = await hubFullGcs();
   const full = await rig.backup();
-  console.log(`full    ${full.seconds.toFixed(2)} s; agent ${usage(full.agent)}; hub ${usage(full.hub)}; hub full GCs ${(await hubFullGcs()) - gcs}`);
+  console.log(`full    ${full.seconds.toFixed(2)} s; agent ${usage(full.agent)}; hub ${usage(full.hub)}; ${await gcNote(gcs)}`);
   for (let k = 0; k < restores; k++) {
     const out = join(dirs.restore, `restore-${k}.raw`);
     gcs = await hubFullGcs();
     const r = await rig.restore(full.row.backup_id!, out);
-    console.log(`restore ${r.seconds.toFixed(2)} s; agent ${usage(r.agent)}; hub ${usage(r.hub)}; hub full GCs ${(await hubFullGcs()) - gcs}`);
+    console.log(`restore ${r.seconds.toFixed(2)} s; agent ${usage(r.agent)}; hub ${usage(r.hub)}; ${await gcNote(gcs)}`);
     await rm(out);
   }
 } finally {
