@@ -38,11 +38,15 @@ export async function settleExecution(tx: EntityManager, executionId: string): P
   const countersWereStale =
     e.jobs_total !== counts.total || e.jobs_succeeded !== counts.succeeded || e.jobs_failed !== counts.failed || e.jobs_cancelled !== counts.cancelled;
   const outcome = e.status === 'running' ? outcomeOf(counts) : null;
+  // An execution ends when its last job ended. now() is this transaction's start, and a job that
+  // ended in a transaction that started later but committed first has a later completed_at; with
+  // 50 jobs ending at once, now() alone made the execution end 1 ms before one of them.
   await tx.execute(
     `update executions set jobs_total = ?, jobs_succeeded = ?, jobs_failed = ?, jobs_cancelled = ?, bytes_done = ?,
-       status = coalesce(?, status), completed_at = case when ? is not null then now() else completed_at end
+       status = coalesce(?, status),
+       completed_at = case when ? is not null then greatest(now(), (select max(completed_at) from jobs where execution_id = ?)) else completed_at end
      where id = ?`,
-    [counts.total, counts.succeeded, counts.failed, counts.cancelled, Number(c!.bytes ?? 0), outcome, outcome, executionId],
+    [counts.total, counts.succeeded, counts.failed, counts.cancelled, Number(c!.bytes ?? 0), outcome, outcome, executionId, executionId],
   );
   if (outcome && e.flow_id) await refreshFlowStatistics(tx, e.flow_id);
   if (outcome) await notifyExecution(tx, executionId);

@@ -13,6 +13,10 @@ const RULES: Record<string, string> = {
   'a terminal execution lacks completed_at, or a running one has it': `
     select id, status, completed_at from executions
      where (status <> 'running') <> (completed_at is not null)`,
+  'an ended execution ended before one of its jobs did': `
+    select e.id, e.completed_at, j.id as job_id, j.completed_at as job_completed_at from executions e
+      join jobs j on j.execution_id = e.id
+     where e.status <> 'running' and j.completed_at > e.completed_at`,
   'an execution is running while all its jobs are terminal': `
     select e.id from executions e
      where e.status = 'running'
