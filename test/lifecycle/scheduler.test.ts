@@ -138,7 +138,10 @@ describe('scheduler', () => {
     expect(catchUp.trigger).toBe('scheduled');
     expect(Date.parse(catchUp.scheduled_for!)).toBeGreaterThanOrEqual(downAt - 2_000);
     expect(Date.parse(catchUp.scheduled_for!)).toBeLessThan(upAt);
-    expect((await stack.finish(catchUp.id)).status).toBe('succeeded');
+    const ended = await stack.finish(catchUp.id);
+    // Failed once in a full run under load (not reproduced alone or in pairs): say why if it does again.
+    const why = JSON.stringify(ended.jobs.map((j) => ({ status: j.status, error_code: j.error_code, error_message: j.error_message })));
+    expect(ended.status, `the catch-up run's jobs: ${why}`).toBe('succeeded');
     await settle(flow.id);
     const history = await historyOf(flow.id);
     const catchUps = history.filter((t) => t.outcome === 'catch_up');
