@@ -8,8 +8,6 @@ import type { DataClient } from '../data-client.js';
 import { RestoreError } from './restore-error.js';
 import { RestoreWriter } from './restore-writer.js';
 
-export { RestoreError } from './restore-error.js';
-
 const run = promisify(execFile);
 /** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
 const BATCH = 64;

@@ -11,7 +11,7 @@ export const READ_HEADROOM = 128;
 /** The largest chunk file: header plus zstd's worst case for a full chunk (FORMAT.md §3). */
 const FILE_BYTES = CHUNK_HEADER_BYTES + zstdCompressBound(CHUNK_SIZE);
 /** What one read fills: the headroom, then at most one chunk of plaintext. */
-export const READ_BUFFER_BYTES = READ_HEADROOM + CHUNK_SIZE;
+const READ_BUFFER_BYTES = READ_HEADROOM + CHUNK_SIZE;
 /** Free plaintext buffers kept: enough for a few restores' read-ahead, bounded when they end. */
 const KEEP = 6;
 

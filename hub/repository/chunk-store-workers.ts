@@ -1,4 +1,3 @@
-import { ownsItsMemory } from '../../shared/workers/movable-memory.js';
 import { WorkerPool } from '../../shared/workers/worker-pool.js';
 import { repositoryErrorFromData, type ChunkStoreReply, type ChunkStoreTask, type ReadChunkReply, type StoreChunkReply } from './chunk-store-worker-protocol.js';
 import type { ChunkUploadTarget, StoredChunk } from './chunk-upload.js';
@@ -55,7 +54,7 @@ export class ChunkStoreWorkers {
    * otherwise, and always without `transferPayload`, the payload is copied.
    */
   async store(target: ChunkUploadTarget, payload: Buffer, transferPayload: boolean): Promise<StoredChunk> {
-    const bytes = transferPayload && ownsItsMemory(payload, MOVABLE_SLACK_BYTES) ? payload : new Uint8Array(payload);
+    const bytes = transferPayload && ownsItsMemory(payload) ? payload : new Uint8Array(payload);
     const reply = (await this.pool.run({ kind: 'store', ...target, payload: bytes }, [bytes.buffer as ArrayBuffer])).reply as StoreChunkReply;
     if ('refused' in reply) throw repositoryErrorFromData(reply.refused);
     return reply.stored;
@@ -77,4 +76,10 @@ export class ChunkStoreWorkers {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** True if moving the view's ArrayBuffer takes nothing from anyone else (see MOVABLE_SLACK_BYTES). */
+function ownsItsMemory(view: Buffer): boolean {
+  const ab = view.buffer;
+  return ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize && ab.byteLength - view.byteLength <= MOVABLE_SLACK_BYTES;
 }
