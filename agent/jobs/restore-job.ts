@@ -7,6 +7,7 @@ import { ImageFormat, type DiskResult, type RestoreDisk } from '../../shared/gen
 import type { DataClient } from '../data-client.js';
 import { RestoreError } from './restore-error.js';
 import { RestoreWriter } from './restore-writer.js';
+import { DestinationFlush } from './destination-flush.js';
 
 const run = promisify(execFile);
 /** Digests per DownloadChunks call: bounds the hub's work per stream and our wait per batch. */
@@ -49,6 +50,7 @@ export async function restoreDisk(
   /** Zero runs and chunks handed to the writer thread and not yet written, oldest first. */
   const writes: Promise<void>[] = [];
   let writer: RestoreWriter | null = null;
+  const flush = new DestinationFlush(fh);
   let sha256: string;
   try {
     writer = await RestoreWriter.open(fh.fd, fresh);
@@ -72,7 +74,12 @@ export async function restoreDisk(
         if (i === start) return;
         const offset = start * CHUNK_SIZE;
         const length = Math.min(i * CHUNK_SIZE, index.diskSize) - offset;
-        await queue(w.zeros(offset, length).then(() => progress({ bytesDone: length, bytesZero: length })));
+        await queue(
+          w.zeros(offset, length).then(() => {
+            if (!fresh) flush.wrote(length);
+            progress({ bytesDone: length, bytesZero: length });
+          }),
+        );
       };
       await passZeros();
       if (wanted.length > 0) {
@@ -85,7 +92,13 @@ export async function restoreDisk(
             const len = chunkLength(index.diskSize, i);
             if (i >= last || !digest.equals(d)) throw new RestoreError('DATA_LOSS', `chunk ${i}: the hub sent ${digest.toString('hex')} instead of ${d.toString('hex')}`);
             if (chunk.length !== len) throw new RestoreError('DATA_LOSS', `chunk ${i} (${d.toString('hex')}) has ${chunk.length} bytes, not ${len}`);
-            await queue(w.chunk(i, i * CHUNK_SIZE, d.toString('hex'), chunk).then(() => progress({ bytesDone: len, bytesTransferred: len })));
+            // The message's buffer (chunk and digest) moves to the writer thread here.
+            await queue(
+              w.chunk(i, i * CHUNK_SIZE, d.toString('hex'), chunk).then(() => {
+                flush.wrote(len);
+                progress({ bytesDone: len, bytesTransferred: len });
+              }),
+            );
             i++;
             await passZeros();
           },
@@ -97,10 +110,11 @@ export async function restoreDisk(
     }
     while (writes.length > 0) await writes.shift();
     sha256 = await w.finish();
-    await fh.sync();
+    await flush.finish();
   } catch (err) {
-    // No write may still be running when the file is closed (and maybe removed).
+    // No write or flush may still be running when the file is closed (and maybe removed).
     await Promise.allSettled(writes);
+    await flush.settle();
     await writer?.close();
     await fh.close();
     if (fresh) await rm(rawPath, { force: true });

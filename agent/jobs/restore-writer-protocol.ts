@@ -5,13 +5,14 @@ import type { HandledTask } from '../../shared/workers/worker-protocol.js';
 
 /**
  * What the restore writer thread is asked, in disk order, for one destination: open it, then
- * zero runs and downloaded chunks, then finish. A chunk is in shared memory the writer reuses.
+ * zero runs and downloaded chunks, then finish. A chunk's ArrayBuffer is moved to the thread, and
+ * moved back once the thread is done with it.
  */
 export type RestoreWriteTask =
   /** `fresh`: a new, truncated file, whose zero runs stay holes instead of being written. */
   | { kind: 'open'; fd: number; fresh: boolean }
   | { kind: 'zeros'; offset: number; length: number }
-  | { kind: 'chunk'; index: number; offset: number; digest: string; data: SharedArrayBuffer; length: number }
+  | { kind: 'chunk'; index: number; offset: number; digest: string; data: ArrayBuffer; byteOffset: number; length: number }
   | { kind: 'finish' };
 
 export type RestoreWriteRefusal = { code: 'DATA_LOSS' | 'WRITE_FAILED'; message: string };
@@ -59,13 +60,15 @@ export function answerRestoreWriteTask(task: RestoreWriteTask): HandledTask<Rest
     }
     return { reply: { done: true }, transfer: [] };
   }
-  const chunk = Buffer.from(task.data, 0, task.length);
+  const chunk = Buffer.from(task.data, task.byteOffset, task.length);
+  // Moved back either way: freed on the pool's side at once, not at this thread's next collection.
+  const back = [task.data];
   if (createHash('sha256').update(chunk).digest('hex') !== task.digest) {
-    return { reply: { refused: { code: 'DATA_LOSS', message: `chunk ${task.index} (${task.digest}) does not match its digest` } }, transfer: [] };
+    return { reply: { refused: { code: 'DATA_LOSS', message: `chunk ${task.index} (${task.digest}) does not match its digest` } }, transfer: back };
   }
   dest.image.update(chunk);
   const refused = writeAll(dest.fd, chunk, task.offset, `chunk ${task.index}`);
-  return { reply: refused ? { refused } : { done: true }, transfer: [] };
+  return { reply: refused ? { refused } : { done: true }, transfer: back };
 }
 
 function writeAll(fd: number, buf: Buffer, position: number, what: string): RestoreWriteRefusal | null {

@@ -47,7 +47,7 @@ describe('RestoreWriter', () => {
     const { path, writer } = await destination(true, size);
     const message = received(a);
     const written = writer.chunk(0, 0, sha(a), message);
-    message.fill(0); // copied when handed over: the caller's buffer is its own again at once
+    expect(message.length).toBe(0); // moved, not copied: the message's buffer is the thread's now
     await written;
     await writer.zeros(CHUNK_SIZE, 2 * CHUNK_SIZE);
     await writer.chunk(3, 3 * CHUNK_SIZE, sha(tail), tail);
@@ -56,6 +56,17 @@ describe('RestoreWriter', () => {
     expect((await readFile(path)).equals(expected)).toBe(true);
     // The two zero chunks were never written: the file holds about one chunk and the tail.
     expect((await stat(path)).blocks * 512).toBeLessThan(CHUNK_SIZE + 2 * 65_536);
+  });
+
+  it('copies a chunk that is only part of its buffer (a read buffer of several messages), leaving that buffer to the caller', async () => {
+    const b = randomBytes(CHUNK_SIZE / 4);
+    const { path, writer } = await destination(true, CHUNK_SIZE / 4);
+    const shared = Buffer.concat([Buffer.alloc(100, 1), b, Buffer.alloc(CHUNK_SIZE, 2)]);
+    const written = writer.chunk(0, 0, sha(b), shared.subarray(100, 100 + b.length));
+    shared.fill(0); // still the caller's: copied when handed over
+    await written;
+    expect(await writer.finish()).toBe(sha(b));
+    expect((await readFile(path)).equals(b)).toBe(true);
   });
 
   it('writes zero runs over an existing file', async () => {
