@@ -28,6 +28,7 @@ import { loadOrCreateCa } from './pki/ca-store.js';
 import { ChunkStoreWorkers, Repository } from './repository/index.js';
 import { startRestServer } from './rest/server.js';
 import type { CertificateAuthority } from './pki/ca.js';
+import { tuneGarbageCollector } from '../shared/gc-tuning.js';
 
 /** A running hub: database, CA, the agents' gRPC service and the sessions it holds. */
 export class Hub {
@@ -59,6 +60,7 @@ export class Hub {
   ) {}
 
   static async start(cfg: HubConfig & { hubId: string }, log: Logger): Promise<Hub> {
+    tuneGarbageCollector();
     const db = await openDatabase(cfg, log);
     let orm: Orm | null = null;
     let events: EventBus | null = null;
