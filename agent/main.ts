@@ -12,7 +12,6 @@ import { ChunkWorkerPool } from './pipeline/index.js';
 import { enroll, EnrollError } from './enroll.js';
 import { scanInventory } from './inventory.js';
 import { loadCredentials, NotEnrolledError } from './state.js';
-import { tuneGarbageCollector } from '../shared/gc-tuning.js';
 
 
 /** Exit codes, stable for scripts: 0 ok, 1 error, 2 bad arguments or config, 3 hub unreachable, 4 refused or CA mismatch. */
@@ -46,7 +45,6 @@ program
   .action(async () => {
     const cfg = loadAgentConfig(program.opts().config);
     const log = createLogger('agent', cfg.logLevel);
-    tuneGarbageCollector();
     const creds = await loadCredentials(cfg.stateDir);
     const hub = cfg.hub ?? creds.identity.hub;
     const drivers = createDrivers({ runtimeDir: process.env.RUNTIME_DIRECTORY });
