@@ -1,4 +1,5 @@
 import { CHUNK_SIZE } from '../../shared/chunk/geometry.js';
+import { ownsItsMemory } from '../../shared/workers/movable-memory.js';
 import { WorkerPool } from '../../shared/workers/worker-pool.js';
 import type { RestoreWriteReply, RestoreWriteTask } from './restore-writer-protocol.js';
 import { RestoreError } from './restore-error.js';
@@ -16,6 +17,9 @@ import { RestoreError } from './restore-error.js';
  * in the restore (0.6-0.9 s of a 1 GiB restore), and moving took its restores from 8.9-9.1 s to
  * 7.6-8.7 s with the agent's peak RSS no higher (179-232 MiB against 205-235).
  */
+/** More than a DownloadChunksResponse's bytes besides its data (framing, tags, lengths, the digest). */
+const MESSAGE_OVERHEAD_BYTES = 256;
+
 export class RestoreWriter {
   // One thread, so tasks run in the order they are sent; it never idles out mid-restore.
   private readonly pool = new WorkerPool<RestoreWriteTask, RestoreWriteReply>({
@@ -50,7 +54,7 @@ export class RestoreWriter {
   async chunk(index: number, offset: number, digest: string, data: Buffer): Promise<void> {
     if (data.length > CHUNK_SIZE) throw new RestoreError('DATA_LOSS', `chunk ${index} (${digest}) has ${data.length} bytes, more than a chunk`);
     let own = data;
-    if (!ownsItsBuffer(data)) {
+    if (!ownsItsMemory(data, MESSAGE_OVERHEAD_BYTES)) {
       own = Buffer.allocUnsafeSlow(data.length);
       data.copy(own);
     }
@@ -75,14 +79,3 @@ export class RestoreWriter {
     return reply;
   }
 }
-
-/**
- * Whether `data` is nearly all of an ArrayBuffer nothing else uses: a received message's buffer
- * holds its few header bytes and the chunk. Buffers from Node's pool are never larger than it.
- */
-function ownsItsBuffer(data: Buffer): boolean {
-  return !(data.buffer instanceof SharedArrayBuffer) && data.length > Buffer.poolSize && data.buffer.byteLength - data.length <= MESSAGE_OVERHEAD_BYTES;
-}
-
-/** More than a DownloadChunksResponse's bytes besides its data (framing, tags, lengths, the digest). */
-const MESSAGE_OVERHEAD_BYTES = 256;

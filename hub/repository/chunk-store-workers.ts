@@ -1,3 +1,4 @@
+import { ownsItsMemory } from '../../shared/workers/movable-memory.js';
 import { WorkerPool } from '../../shared/workers/worker-pool.js';
 import { repositoryErrorFromData, type ChunkStoreReply, type ChunkStoreTask, type ReadChunkReply, type StoreChunkReply } from './chunk-store-worker-protocol.js';
 import type { ChunkUploadTarget, StoredChunk } from './chunk-upload.js';
@@ -47,6 +48,11 @@ export class ChunkStoreWorkers {
     return this.pool.threadCount;
   }
 
+  /** Starts every thread not yet running; idle ones exit after the idle timeout as usual. */
+  warm(): void {
+    this.pool.warm();
+  }
+
   /**
    * Stores `payload` under `target` on a worker thread. With `transferPayload`, the caller gives
    * up the payload and every other view of its memory: if that memory is the payload's own (not
@@ -54,7 +60,7 @@ export class ChunkStoreWorkers {
    * otherwise, and always without `transferPayload`, the payload is copied.
    */
   async store(target: ChunkUploadTarget, payload: Buffer, transferPayload: boolean): Promise<StoredChunk> {
-    const bytes = transferPayload && ownsItsMemory(payload) ? payload : new Uint8Array(payload);
+    const bytes = transferPayload && ownsItsMemory(payload, MOVABLE_SLACK_BYTES) ? payload : new Uint8Array(payload);
     const reply = (await this.pool.run({ kind: 'store', ...target, payload: bytes }, [bytes.buffer as ArrayBuffer])).reply as StoreChunkReply;
     if ('refused' in reply) throw repositoryErrorFromData(reply.refused);
     return reply.stored;
@@ -76,10 +82,4 @@ export class ChunkStoreWorkers {
   close(): Promise<void> {
     return this.pool.close();
   }
-}
-
-/** True if moving the view's ArrayBuffer takes nothing from anyone else (see MOVABLE_SLACK_BYTES). */
-function ownsItsMemory(view: Buffer): boolean {
-  const ab = view.buffer;
-  return ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize && ab.byteLength - view.byteLength <= MOVABLE_SLACK_BYTES;
 }
