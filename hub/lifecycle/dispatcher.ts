@@ -39,6 +39,8 @@ export class Dispatcher {
     private readonly registry: SessionRegistry,
     private readonly settings: DispatchSettings,
     private readonly log: Logger,
+    /** Told of each job about to be sent: its chunks will soon pass through the hub's store threads. */
+    private readonly onSend: (job: Job) => void = () => {},
   ) {}
 
   start(): void {
@@ -130,6 +132,7 @@ export class Dispatcher {
     }
     await appendJobLog(em, job.id, 'info', attempt === 1 ? 'sent to the agent' : `sent to the agent again (attempt ${attempt})`);
     this.inFlight.add(job.id);
+    this.onSend(job);
     this.registry
       .sendCommand(job.agentId!, startCommandOf(job), this.settings.ackTimeoutMs, job.commandId)
       .then(async (ack) => {

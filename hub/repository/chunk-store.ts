@@ -53,6 +53,11 @@ export class ChunkStore {
     this.reads = new ChunkReads(workers);
   }
 
+  /** Starts the store threads that are not running, so the next stores and reads need not wait for one. */
+  warmWorkers(): void {
+    this.workers?.warm();
+  }
+
   chunkPath(digest: string): string {
     assertDigestHex(digest);
     return this.layout.chunkPath(digest);

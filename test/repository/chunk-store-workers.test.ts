@@ -186,12 +186,16 @@ describe('ChunkStoreWorkers', () => {
     }
   });
 
-  it('lets idle threads exit, and close() ends them and refuses more work', async () => {
+  it('lets idle threads exit, starts them all when warmed, and close() ends them and refuses more work', async () => {
     const idle = new ChunkStoreWorkers({ size: 2, idleTimeoutMs: 200 });
     const repo = await Repository.open(join(dir, 'b'), { workers: idle });
     const plain = chunkData(1000);
     await repo.putChunk(sha256Hex(plain), zstdCompress(plain));
     expect(idle.threadCount).toBe(1);
+    await expect.poll(() => idle.threadCount, { timeout: 5_000, interval: 50 }).toBe(0);
+    // Warming (when a job is dispatched) starts them all again, and they idle out as before.
+    repo.chunks.warmWorkers();
+    expect(idle.threadCount).toBe(2);
     await expect.poll(() => idle.threadCount, { timeout: 5_000, interval: 50 }).toBe(0);
     await idle.close();
     const other = chunkData(1000);
