@@ -26,7 +26,7 @@ import { isDatabaseUnavailable } from '../db/unavailable.js';
 const UPLOAD_CONCURRENCY = 4;
 
 /**
- * Chunks of one download stream being read and verified (on the chunk store threads) ahead of the
+ * Chunks of one download stream being read and decoded (on the chunk store threads) ahead of the
  * one being sent: with 2, the bench's restore spent half its time waiting for reads.
  */
 const DOWNLOAD_READ_AHEAD = 3;
@@ -198,7 +198,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
       (async () => {
         await authorize(call, call.request.jobId, ['restore']);
         const digests = unpack(call.request.digests, 'digests');
-        // The next chunks are read and verified while one is on the wire; a read that is never
+        // The next chunks are read while one is on the wire (decoded, not hashed: the agent checks
+        // each against its digest before writing it, see ReadCheck); a read that is never
         // awaited (the call was cancelled) must not become an unhandled rejection, nor keep its buffer.
         const ahead: Promise<ReadChunk>[] = [];
         let next = 0;
@@ -208,7 +209,7 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
         call.on('cancelled', onCancelled);
         const readAhead = () => {
           while (ahead.length < DOWNLOAD_READ_AHEAD && next < digests.length) {
-            const read = repo.readVerified(digests[next++]!);
+            const read = repo.readDecoded(digests[next++]!);
             read.catch(() => {});
             ahead.push(read);
           }

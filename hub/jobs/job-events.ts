@@ -136,7 +136,10 @@ export class JobEvents {
     await jobs.bumpSeq(job.id, ev.seq);
     if (f.status !== JobStatus.JOB_STATUS_SUCCEEDED) {
       const to: JobStatusName = f.status === JobStatus.JOB_STATUS_CANCELLED ? 'cancelled' : 'failed';
-      const done = await jobs.transition(job.id, to, { errorCode: to === 'cancelled' ? 'CANCELLED' : 'AGENT_ERROR', errorMessage: `${f.errorCode}: ${f.errorMessage}`, progress });
+      // The agent's own code stays in the message; DATA_LOSS (a restore found a chunk that does not
+      // match its digest) is the job's code as well, the same as when the hub refuses an upload.
+      const errorCode = to === 'cancelled' ? 'CANCELLED' : f.errorCode === 'DATA_LOSS' ? 'DATA_LOSS' : 'AGENT_ERROR';
+      const done = await jobs.transition(job.id, to, { errorCode, errorMessage: `${f.errorCode}: ${f.errorMessage}`, progress });
       const now = done ?? (await jobs.get(job.id));
       log.info({ status: now?.status, error_code: f.errorCode }, 'job ended on the agent');
       return ack(EventDisposition.EVENT_DISPOSITION_APPLIED, now?.status ?? null);

@@ -1,6 +1,7 @@
 import { ownsItsMemory } from '../../shared/workers/movable-memory.js';
 import { WorkerPool } from '../../shared/workers/worker-pool.js';
 import { repositoryErrorFromData, type ChunkStoreReply, type ChunkStoreTask, type ReadChunkReply, type StoreChunkReply } from './chunk-store-worker-protocol.js';
+import type { ReadCheck } from './chunk-reads.js';
 import type { ChunkUploadTarget, StoredChunk } from './chunk-upload.js';
 
 export interface ChunkStoreWorkersOptions {
@@ -72,8 +73,8 @@ export class ChunkStoreWorkers {
    * and comes back as `buffer`, the same memory in a new ArrayBuffer. Throws the same
    * RepositoryError as readChunkSync (CHUNK_MISSING, DATA_LOSS); `into` is then not returned.
    */
-  async read(digest: string, path: string, into: ArrayBuffer, offset: number): Promise<{ plaintextLength: number; buffer: ArrayBuffer }> {
-    const reply = (await this.pool.run({ kind: 'read', digest, path, into, offset }, [into])).reply as ReadChunkReply;
+  async read(digest: string, path: string, into: ArrayBuffer, offset: number, check: ReadCheck): Promise<{ plaintextLength: number; buffer: ArrayBuffer }> {
+    const reply = (await this.pool.run({ kind: 'read', digest, path, into, offset, check }, [into])).reply as ReadChunkReply;
     if ('refused' in reply) throw repositoryErrorFromData(reply.refused);
     return { plaintextLength: reply.plaintextLength, buffer: reply.into };
   }

@@ -74,6 +74,11 @@ export class Repository {
     return this.chunks.readVerified(digest);
   }
 
+  /** For restores: see ChunkStore.readDecoded. */
+  readDecoded(digest: string): Promise<ReadChunk> {
+    return this.chunks.readDecoded(digest);
+  }
+
   stageBackup(req: StageBackupRequest): Promise<StagedBackup> {
     return stageBackup(this.layout, this.chunks, req);
   }

@@ -117,6 +117,33 @@ describe('file driver, through a real agent process', () => {
   });
 });
 
+describe('a restore checks every chunk at the destination', () => {
+  it('fails with DATA_LOSS, naming the chunk, when a chunk changed on disk, and leaves no destination behind', async () => {
+    const dir = await tempDir('bh-img');
+    const image = join(dir, 'vm.raw');
+    const v1 = randomBytes(2 * CHUNK);
+    await writeFile(image, v1);
+    const agentId = await setup([{ id: 'vm-rot', name: 'rot vm', driver: 'file', disks: [{ name: 'sda', path: image }] }]);
+    const full = await backup(agentId, 'vm-rot');
+
+    // Random data is stored in zstd raw blocks: a byte flipped in the middle still decodes, so only
+    // the SHA-256 can tell (the hub's restore reads leave it to the agent).
+    const digest = sha(v1.subarray(CHUNK));
+    const chunkFile = join(hub.repo.root, 'chunks', digest.slice(0, 2), digest);
+    const bytes = await readFile(chunkFile);
+    bytes[bytes.length >> 1] ^= 0x01;
+    await writeFile(chunkFile, bytes);
+
+    const dest = join(await tempDir('bh-restore'), 'rot.raw');
+    const job = await hub.jobs.startRestore(full.backup_id!, agentId, [{ diskName: 'sda', path: dest, format: 'raw', create: true }]);
+    const row = await finished(job.id);
+    expect(row.status).toBe('failed');
+    expect(row.error_code, row.error_message ?? '').toBe('DATA_LOSS');
+    expect(row.error_message).toContain(`chunk 1 (${digest}) does not match its digest`);
+    await expect(readFile(dest)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
 describe('verify, prune and garbage collection as hub jobs', () => {
   it('verify names a chunk corrupted on disk; prune keeps exactly what the policy says; GC frees what no backup names; restores still verify', async () => {
     const dir = await tempDir('bh-img');

@@ -176,7 +176,7 @@ describe('data plane: backup commit', () => {
 });
 
 describe('data plane: restore', () => {
-  it('serves a committed backup’s index and verified chunks to a restore job, and records the reported SHA-256', async () => {
+  it('serves a committed backup’s index and its chunks to a restore job, and records the reported SHA-256', async () => {
     const [backup] = await query<{ id: string }>(db.url, 'select id from backups order by created_at desc limit 1');
     const mark = stream.received.length;
     const job = await hub.jobs.startRestore(backup!.id, agent.agentId, [{ diskName: 'sda', path: '/tmp/restored.raw', format: 'raw', create: true }]);

@@ -145,6 +145,9 @@ describe('ChunkStoreWorkers', () => {
     }
     let previous: ArrayBuffer | null = null;
     for (const [digest, plain] of stored) {
+      const decoded = await viaWorkers.readDecoded(digest);
+      expect(decoded.plaintext.equals(plain)).toBe(true);
+      decoded.release();
       const c = await viaWorkers.readVerified(digest);
       expect(c.plaintext.equals(plain)).toBe(true);
       expect(c.plaintext.byteOffset).toBe(c.headroom);
