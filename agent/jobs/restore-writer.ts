@@ -4,6 +4,9 @@ import { WorkerPool } from '../../shared/workers/worker-pool.js';
 import type { RestoreWriteReply, RestoreWriteTask } from './restore-writer-protocol.js';
 import { RestoreError } from './restore-error.js';
 
+/** More than a DownloadChunksResponse's bytes besides its data (framing, tags, lengths, the digest). */
+const MESSAGE_OVERHEAD_BYTES = 256;
+
 /**
  * Verifies, hashes and writes one destination's chunks on a thread of its own, in the order they
  * are given. Measured in the bench's restore, the image's SHA-256 (zeros included) took a quarter
@@ -17,9 +20,6 @@ import { RestoreError } from './restore-error.js';
  * in the restore (0.6-0.9 s of a 1 GiB restore), and moving took its restores from 8.9-9.1 s to
  * 7.6-8.7 s with the agent's peak RSS no higher (179-232 MiB against 205-235).
  */
-/** More than a DownloadChunksResponse's bytes besides its data (framing, tags, lengths, the digest). */
-const MESSAGE_OVERHEAD_BYTES = 256;
-
 export class RestoreWriter {
   // One thread, so tasks run in the order they are sent; it never idles out mid-restore.
   private readonly pool = new WorkerPool<RestoreWriteTask, RestoreWriteReply>({
