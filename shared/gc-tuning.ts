@@ -8,8 +8,8 @@ import { setFlagsFromString } from 'node:v8';
  * (24-56 full collections per 1 GiB restore, its CPU 5-7 s instead of 3 s). Measured with
  * restore-probe (cold page cache, 3 restores per run): default 7.3-7.6 s per restore with 30-38
  * full GCs in most runs; 50 % 6.8 s with 7-11; 100 % 6.0-6.4 s with 0-1, in three runs of three,
- * and the bench's hub peak RSS (in the full backup) was 247-255 MiB over 5 runs, against 247-251
- * without. A smaller young generation instead (--max-semi-space-size=8) made it worse: 46-54 full
+ * and the bench's hub peak RSS (in its full backup) was 240-260 MiB over 10 runs (median 250),
+ * against 243-251 in 4 runs without: the collections it saves would have freed some buffers sooner. A smaller young generation instead (--max-semi-space-size=8) made it worse: 46-54 full
  * GCs. Not set in the agent: with it, 2 of 4 bench runs started the incremental with 187-198 MiB
  * still held from the full backup (77-121 MiB in 6 runs without), and one peaked at 264 MiB.
  */
