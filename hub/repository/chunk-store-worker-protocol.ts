@@ -20,9 +20,10 @@ export type StoreChunkReply =
   | { refused: RepositoryErrorData; payload: ArrayBuffer };
 
 /**
- * Read the chunk file at `path`, checked as `check` says; its plaintext goes into `into` from `offset` on. `into`
- * is moved to the worker and back with the answer: a copy out of a SharedArrayBuffer (what grpc-js
- * makes of every message it sends) took 3-4 times as long as one out of an ArrayBuffer.
+ * Read the chunk file at `path`, checked as `check` says; its plaintext goes into `into` from
+ * `offset` on. `into` is moved to the worker and back with the answer: a copy out of a
+ * SharedArrayBuffer (what grpc-js makes of every message it sends) took 3-4 times as long as one
+ * out of an ArrayBuffer.
  */
 export interface ReadChunkTask {
   kind: 'read';

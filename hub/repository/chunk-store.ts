@@ -42,9 +42,9 @@ export class ChunkStore {
   private readonly reads: ChunkReads;
 
   /**
-   * With `workers`, uploads are checked and written, and chunks read and verified, on those
-   * threads (the hub); without, on the caller's thread, synchronously (tests, tools). Both run the
-   * same storeUploadSync and readChunkSync.
+   * With `workers`, uploads are checked and written, and chunks read (verified or only decoded),
+   * on those threads (the hub); without, on the caller's thread, synchronously (tests, tools). Both
+   * run the same storeUploadSync and readChunkSync.
    */
   constructor(
     private readonly layout: RepositoryLayout,
