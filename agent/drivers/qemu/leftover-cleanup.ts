@@ -7,7 +7,7 @@ import { withQmp, type TargetContext } from './job-context.js';
 import { ignoreMissingDir, readJournals, removeJournal } from './job-journal.js';
 import { socketAnswers, stopNbdServer } from './nbd-server.js';
 import type { QmpClient } from './qmp-client.js';
-import { jobTag, nbdSocketFile, tagOf } from './qemu-names.js';
+import { isOverlayFile, jobTag, nbdSocketFile, tagOf } from './qemu-names.js';
 
 /**
  * Removes what jobs that no longer run left on a target: exports, nodes and block jobs named
@@ -43,7 +43,7 @@ export async function cleanupTargetLeftovers(ctx: TargetContext, target: TargetS
           await rm(sock, { force: true });
         }
         if (journal && journal.bitmaps === 'pending') removed.push(...(await abandonNext(qmp, journal.disks)));
-        for (const f of files.filter((f) => tagOf(f) === tag && f.endsWith('.qcow2'))) {
+        for (const f of files.filter((f) => tagOf(f) === tag && isOverlayFile(f))) {
           await rm(join(ctx.dir, f), { force: true });
           removed.push(`overlay file ${f}`);
         }

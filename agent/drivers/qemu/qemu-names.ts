@@ -20,7 +20,7 @@ export function tagOf(name: string): string | null {
 
 /** Names of one disk's objects for one job; `index` is the disk's position in the target. */
 export interface DiskObjectNames {
-  /** The fleecing overlay (qcow2) that receives copy-before-write data. */
+  /** The fleecing overlay (a raw format node on a sparse file) that receives copy-before-write data. */
   overlayNode: string;
   /** The overlay's file node. */
   overlayFileNode: string;
@@ -47,9 +47,15 @@ export function diskObjectNames(tag: string, index: number): DiskObjectNames {
     blockJob: `${base}-bk${index}`,
     exportId: `${base}-ex${index}`,
     exportName: `${base}-${index}`,
-    overlayFile: `${base}-fl${index}.qcow2`,
+    overlayFile: `${base}-fl${index}${OVERLAY_SUFFIX}`,
   };
 }
+
+/** Suffix of the sparse files that receive copy-before-write data. */
+const OVERLAY_SUFFIX = '.fleece';
+
+/** A fleecing overlay file (`.qcow2` is what agents before the raw overlays made; still removed). */
+export const isOverlayFile = (name: string) => name.endsWith(OVERLAY_SUFFIX) || name.endsWith('.qcow2');
 
 /** The NBD server socket the driver starts when the target names none. */
 export const nbdSocketFile = (tag: string) => `${PREFIX}${tag}.nbd.sock`;

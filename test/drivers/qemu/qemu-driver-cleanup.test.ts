@@ -32,7 +32,7 @@ describe('QemuDriver release', () => {
     expect(during.exports).toHaveLength(2);
     expect(during.jobs).toHaveLength(2);
     expect(during.nodes.length).toBeGreaterThanOrEqual(8); // overlay, its file, filter, view per disk
-    expect(during.files.filter((f) => f.endsWith('.qcow2'))).toHaveLength(2);
+    expect(during.files.filter((f) => f.endsWith('.fleece'))).toHaveLength(2);
 
     await readAll(snap.disks[1]!);
     await snap.release();
@@ -128,7 +128,7 @@ describe('QemuDriver cleanupLeftovers', () => {
         `export bh-${tag}-ex1`,
         `block job bh-${tag}-bk0`,
         `node bh-${tag}-fl1`,
-        `overlay file bh-${tag}-fl0.qcow2`,
+        `overlay file bh-${tag}-fl0.fleece`,
         expect.stringMatching(new RegExp(`bitmap bh-${tag}-sda-\\d+ merged into ${base.sda} on disk0`)),
       ]),
     );
