@@ -341,14 +341,22 @@ class BackupPipelineRun implements BackupRun {
   /**
    * Chunks [first, end) of a disk: read, hash (zero check first), then compress while asking the
    * hub which it lacks, and upload those. Holds one chunk slot per chunk (taken by the reader
-   * loop) and one read slot until the read is done. Its buffers go back to their pools only when
-   * nothing can touch them any more; after a failure a worker might still, so they are dropped.
+   * loop) and one read slot until the read is done. A chunk's slot comes back once the chunk is
+   * dealt with: zero, already stored, or its frame let go by the sink (ChunkSink.upload's
+   * `release`, sent but not yet stored), so the next reads overlap the hub's stores. Buffers go
+   * back to their pools only when nothing can touch them any more; after a failure a worker or the
+   * sink might still, so they are dropped.
    */
   private async processRun(plan: DiskPlan, first: number, end: number): Promise<void> {
     const signal = this.stop.signal;
     const pool = this.pool!;
     const readBuffer = this.readBuffers.take();
     let frameBuffer: SharedArrayBuffer | null = null;
+    let slotsHeld = end - first;
+    const releaseSlot = () => {
+      slotsHeld -= 1;
+      this.chunkSlots.release(1);
+    };
     try {
       const chunks: BufferRange[] = [];
       let length = 0;
@@ -383,6 +391,7 @@ class BackupPipelineRun implements BackupRun {
         this.readBuffers.give(readBuffer);
         return;
       }
+      for (let n = chunks.length - nonZero.length; n > 0; n--) releaseSlot();
 
       // Compressing while the hub is asked hides the question's round trip behind the worker's
       // ~1.3 ms a chunk: a full backup uploads nearly every chunk; one the hub has wastes little.
@@ -401,22 +410,41 @@ class BackupPipelineRun implements BackupRun {
         throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${lengths.length} of ${nonZero.length} chunks`, { operation: 'compress' });
       }
       const uploads: Promise<void>[] = [];
+      const frames = frameBuffer;
+      let framesHeld = nonZero.filter((_, j) => verdicts.value[j] === 'upload').length;
+      if (framesHeld === 0) this.frameBuffers.give(frames);
       nonZero.forEach((k, j) => {
         const verdict = verdicts.value[j];
         if (verdict !== 'upload') {
           this.tracker.add(plan.index, 'deduplicated', chunks[k]!.length);
+          releaseSlot();
           return;
         }
-        const frame = Buffer.from(frameBuffer!, ranges[j]!.offset, lengths[j]);
-        uploads.push(this.upload(plan, digests[k]!, frame, chunks[k]!.length));
+        // Once per frame: when the sink lets go of it, or when its upload succeeds. A failed
+        // upload frees the slot but not the buffer, which the sink may still be reading.
+        let held = true;
+        const release = (frameFree: boolean) => {
+          if (!held) return;
+          held = false;
+          releaseSlot();
+          if (frameFree && --framesHeld === 0) this.frameBuffers.give(frames);
+        };
+        const frame = Buffer.from(frames, ranges[j]!.offset, lengths[j]);
+        uploads.push(
+          this.upload(plan, digests[k]!, frame, chunks[k]!.length, () => release(true)).then(
+            () => release(true),
+            (err: unknown) => {
+              release(false);
+              throw err;
+            },
+          ),
+        );
       });
-      // The first failure stops the run at once (the sink drops what is on the wire); the frames
-      // stay untouched until every upload has settled.
+      // The first failure stops the run at once (the sink drops what is on the wire).
       const settled = await Promise.allSettled(uploads.map((u) => u.catch((err: unknown) => (this.fail(err), Promise.reject(err)))));
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
-      this.frameBuffers.give(frameBuffer);
     } finally {
-      this.chunkSlots.release(end - first);
+      if (slotsHeld > 0) this.chunkSlots.release(slotsHeld);
     }
   }
 
@@ -438,9 +466,9 @@ class BackupPipelineRun implements BackupRun {
     }
   }
 
-  private async upload(plan: DiskPlan, digest: string, zstd: Buffer, plaintextLength: number): Promise<void> {
+  private async upload(plan: DiskPlan, digest: string, zstd: Buffer, plaintextLength: number, release: () => void): Promise<void> {
     try {
-      await this.tracker.network.time(() => this.options.sink.upload({ digest, zstd, plaintextLength, headroom: FRAME_HEADROOM }, this.stop.signal));
+      await this.tracker.network.time(() => this.options.sink.upload({ digest, zstd, plaintextLength, headroom: FRAME_HEADROOM }, this.stop.signal, release));
     } catch (err) {
       throw new PipelineError('SINK_FAILED', `uploading chunk ${digest} failed: ${messageOf(err)}`, { operation: 'upload', digest }, { cause: err });
     }

@@ -110,6 +110,60 @@ describe('full backup into the hub repository', () => {
   });
 });
 
+describe('a sink that lets go of frames once sent', () => {
+  /**
+   * Copies each frame, as a transport puts it on the wire, then calls release; the copy is
+   * stored only once `holdUntil` uploads are outstanding (or 200 ms passed), the way the hub
+   * stores while the agent reads on.
+   */
+  function sendingSink(inner: RepositorySink, holdUntil: number, fail?: (n: number) => boolean) {
+    const stats = { outstanding: 0, maxOutstanding: 0, calls: 0 };
+    let wake: () => void = () => {};
+    const sink: ChunkSink = {
+      missing: (d, s) => inner.missing(d, s),
+      upload: async (c, s, release) => {
+        const n = ++stats.calls;
+        stats.maxOutstanding = Math.max(stats.maxOutstanding, ++stats.outstanding);
+        const onWire = { ...c, zstd: Buffer.from(c.zstd) };
+        release?.();
+        try {
+          if (stats.outstanding >= holdUntil) wake();
+          else await Promise.race([new Promise<void>((r) => (wake = r)), new Promise((r) => setTimeout(r, 200))]);
+          if (fail?.(n)) throw new Error(`chunk ${n} refused`);
+          await inner.upload(onWire, s);
+        } finally {
+          stats.outstanding--;
+        }
+      },
+    };
+    return { sink, stats };
+  }
+
+  it('gets the next chunks while earlier ones are still being stored, and none is sent changed', async () => {
+    const img = await writeImage(join(ws.dir, 'r.img'), Array.from({ length: 12 }, () => 'random' as const));
+    const { sink, stats } = sendingSink(new RepositorySink(ws.repo), 6);
+
+    const res = await runBackup({ disks: [{ view: (await open({ sda: img.path })).disks[0], parentDigests: null }], sink, maxChunksInFlight: 2, maxReadChunks: 1 });
+
+    // Two chunk slots, yet six uploads at once: each slot came back when its frame was sent.
+    expect(stats.maxOutstanding).toBeGreaterThanOrEqual(6);
+    expect(res.progress.chunksTransferred).toBe(12);
+    // A frame buffer reused before its frame was let go would have changed the copy on the wire.
+    expect(await restoredSha256(ws.repo, res.disks[0].digests, img.size)).toBe(img.sha256);
+  });
+
+  it('fails with SINK_FAILED when a chunk sent is then refused, and settles every upload first', async () => {
+    const img = await writeImage(join(ws.dir, 'r.img'), Array.from({ length: 8 }, () => 'random' as const));
+    const { sink, stats } = sendingSink(new RepositorySink(ws.repo), 3, (n) => n === 4);
+
+    await expect(runBackup({ disks: [{ view: (await open({ sda: img.path })).disks[0], parentDigests: null }], sink, maxChunksInFlight: 2, maxReadChunks: 1 })).rejects.toMatchObject({
+      code: 'SINK_FAILED',
+      message: expect.stringContaining('chunk 4 refused'),
+    });
+    expect(stats.outstanding).toBe(0);
+  });
+});
+
 describe('incremental backup', () => {
   it('reads only the changed chunks and reuses the parent digests of the rest', async () => {
     const img = await writeImage(join(ws.dir, 'vm.img'), ['random', 'random', 'random', 'zero', 'random', 'random', 'random', 'random']);
