@@ -49,7 +49,7 @@ export interface BackupPipelineOptions {
   readConcurrency?: number;
   /** Digests per ChunkSink.missing call. Default 256. */
   maxMissingBatch?: number;
-  /** zstd level. Default 1. */
+  /** zstd level. Default DEFAULT_COMPRESSION_LEVEL. */
   compressionLevel?: number;
   /** A pool shared with other runs; it is left open. Without one the run makes its own and closes it. */
   pool?: ChunkWorkerPool;
@@ -100,6 +100,9 @@ export function runBackup(options: BackupPipelineOptions): Promise<BackupPipelin
  * of the frame instead of copying the frame into a message of its own (ChunkUpload.headroom).
  */
 export const FRAME_HEADROOM = 256;
+/** zstd level 1: level 3 costs twice the CPU per chunk and gains nothing on incompressible disk data. */
+export const DEFAULT_COMPRESSION_LEVEL = 1;
+
 /** A frame's place in a frame buffer: the headroom, then room for zstd's worst case. */
 const FRAME_STRIDE = FRAME_HEADROOM + zstdCompressBound(CHUNK_SIZE);
 
@@ -510,7 +513,6 @@ function validate(o: BackupPipelineOptions): Settings {
     // pipeline with 4 at a time, 0.65 s with 8). The chunk slots, not this, bound the memory.
     readConcurrency: int('readConcurrency', o.readConcurrency, 8, 1),
     maxMissingBatch: int('maxMissingBatch', o.maxMissingBatch, 256, 1),
-    // Level 1: level 3 costs twice the CPU per chunk and gains nothing on incompressible disk data.
-    compressionLevel: int('compressionLevel', o.compressionLevel, 1, 1, 22),
+    compressionLevel: int('compressionLevel', o.compressionLevel, DEFAULT_COMPRESSION_LEVEL, 1, 22),
   };
 }

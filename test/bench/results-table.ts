@@ -8,7 +8,8 @@ export interface ResultRow {
   target: string;
   /** Backhaul divided by the target: below 1 is within it for "at most" targets. */
   vsTarget: string;
-  verdict: 'met' | 'missed' | '';
+  /** For a floor row: whether the target's time is above what the required work alone costs. */
+  verdict: 'met' | 'missed' | 'reachable' | 'unreachable' | '';
 }
 
 const HEAD: [keyof ResultRow, string][] = [

@@ -52,6 +52,8 @@ export interface JobMeasure {
   seconds: number;
   agent: ProcUsage;
   hub: ProcUsage;
+  /** qemu-storage-daemon's, for the qemu driver. */
+  storage: ProcUsage | null;
   /** The progress rows seen while the job was transferring (polled every 100 ms). */
   samples: NonNullable<JobRow['progress']>[];
   /** Seconds from created_at to the first poll that saw each phase (and the end), for where the time went. */
@@ -154,6 +156,8 @@ export class BackhaulRig {
     dropCaches();
     const agentUsage = watchProcess(this.agent!.child.pid!);
     const hubUsage = watchProcess(hub.pid);
+    const qsdPid = this.qsd?.proc?.pid;
+    const storageUsage = qsdPid ? watchProcess(qsdPid) : null;
     const jobId = await start();
     const samples: NonNullable<JobRow['progress']>[] = [];
     const seen = new Map<string, number>();
@@ -172,10 +176,11 @@ export class BackhaulRig {
     }
     const agent = agentUsage();
     const hubU = hubUsage();
+    const storage = storageUsage?.() ?? null;
     if (row.status !== 'succeeded') throw new Error(`job ${jobId} ${row.status}: ${row.error_code}: ${row.error_message}`);
     const seconds = (Date.parse(row.completed_at!) - Date.parse(row.created_at)) / 1000;
     const phases = [...seen].map(([phase, at]) => ({ phase, at: Math.min(at, seconds) }));
-    return { row, seconds, agent, hub: hubU, samples, phases };
+    return { row, seconds, agent, hub: hubU, storage, samples, phases };
   }
 
   /** Stops everything this rig started; safe to call more than once and after a failure. */

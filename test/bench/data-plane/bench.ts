@@ -9,7 +9,10 @@
  *   3. 16 rewrites of 4 MiB each, chunk-aligned and spread over the disk (64 MiB), applied to the
  *      raw image and through the daemon to the qcow2 image (so its dirty bitmap sees them);
  *   4. the incremental backups, Backhaul's and the peers' second runs;
- *   5. the restores of the latest backup, each checked against the image's SHA-256.
+ *   5. the restores of the latest backup, each checked against the image's SHA-256;
+ *   6. the CPU floor (cpu-floor.ts): what the transport and SHA-256 alone cost per GiB, which
+ *      with qemu-storage-daemon's CPU in the full backup bounds from below what any backup of
+ *      those bytes can take on this machine's cores.
  *
  * Prints one Markdown table of ratios against the peers and the targets, then notes. Progress goes
  * to stderr. Everything it makes (images, repositories, restores, processes, the database) is
@@ -31,6 +34,8 @@ import { BackhaulRig, chooseDriver, makeRunDirs, type DriverName, type JobMeasur
 import { applyRewrites, GiB, imageSize, MiB, planRewrites, sha256File, touchedChunks, writeRawImage, type ImageSpec } from './image.js';
 import { Borg, ensurePeers, Restic, type PeerResult, type PeerTools } from './peers.js';
 import { measureShaLimit, type ShaLimit } from './sha-limit.js';
+import { measureCpuFloor, type CpuFloor } from './cpu-floor.js';
+import { DEFAULT_COMPRESSION_LEVEL } from '../../../agent/pipeline/backup-pipeline.js';
 import { cacheDropPermitted } from './system.js';
 import { windowBytesFromEnv } from './http2-window-patch.js';
 import { withCleanup } from '../cleanup-guard.js';
@@ -61,6 +66,7 @@ interface Measured {
   imageSeconds: number;
   qcow2Bytes: number | null;
   sha: ShaLimit;
+  floor: CpuFloor;
   backhaul: { full: JobMeasure; incr: JobMeasure; restore: JobMeasure };
   restic: PeerResult;
   borg: PeerResult;
@@ -178,6 +184,10 @@ export async function runDataPlane(): Promise<void> {
     const br = await borg.restore(join(dirs.restore, 'borg'), timeFile);
     await checkRestored('borg', br.path, expected);
 
+    progress('measuring the CPU floor (transport and SHA-256 alone, best of 2)');
+    const floors = [await measureCpuFloor(), await measureCpuFloor()];
+    const floor = floors.reduce((a, b) => (b.transport.agentPerGiB + b.transport.hubPerGiB < a.transport.agentPerGiB + a.transport.hubPerGiB ? b : a));
+
     const hubProblems = rig.hub!.problems();
     const agentProblems = new Map<string, number>();
     for (const l of rig.agent!.lines) {
@@ -191,6 +201,7 @@ export async function runDataPlane(): Promise<void> {
       imageSeconds,
       qcow2Bytes,
       sha,
+      floor,
       backhaul: { full: bhFull, incr: bhIncr, restore: bhRestore },
       restic: { full: resticFull, second: resticSecond, restore: rr.run, restoredPath: rr.path },
       borg: { full: borgFull, second: borgSecond, restore: br.run, restoredPath: br.path },
@@ -238,6 +249,24 @@ function report(m: Measured): void {
   const peakOf = (sel: (j: JobMeasure) => number) => ['full', 'incremental', 'restore'][jobs.findIndex((j) => sel(j) === Math.max(...jobs.map(sel)))];
   const peerRss = `borg ${mib(Math.max(m.borg.full.peakRss, m.borg.second.peakRss, m.borg.restore.peakRss))}, restic ${mib(Math.max(m.restic.full.peakRss, m.restic.second.peakRss, m.restic.restore.peakRss))}`;
   const ceiling = m.sha.bytes / m.sha.workersSeconds;
+  // The CPU floor: what the required work costs per GiB sent, over the cores there are.
+  const cores = cpus().length;
+  const fullRead = full.row.progress?.bytesRead ?? 0;
+  const qsdPerGiB = full.storage && fullRead > 0 ? (full.storage.cpuSeconds * GiB) / fullRead : 0;
+  const { transport, sha256PerGiB, zstdPerGiB } = m.floor;
+  const floorPerGiB = transport.agentPerGiB + transport.hubPerGiB + 2 * sha256PerGiB + zstdPerGiB.compress + zstdPerGiB.decompress + qsdPerGiB;
+  const floorOf = (j: JobMeasure) => (floorPerGiB * (j.row.progress?.bytesTransferred ?? 0)) / GiB / cores;
+  const fullTargetTime = m.borg.full.seconds / TARGET.fullVsBorg;
+  const incrTargetTime = m.borg.second.seconds / TARGET.incrVsBorg;
+  const floorRow = (what: string, j: JobMeasure, targetTime: number, allows: string): ResultRow => ({
+    measure: `${what}, CPU floor: the required work on its ${mib(j.row.progress?.bytesTransferred ?? 0)} sent ÷ ${cores} cores`,
+    backhaul: secs(floorOf(j)),
+    peer: `${secs(targetTime)} (the time ${allows} allows)`,
+    vsPeer: ratio(floorOf(j), targetTime),
+    target: '',
+    vsTarget: '',
+    verdict: floorOf(j) <= targetTime ? 'reachable' : 'unreachable',
+  });
 
   const rows: ResultRow[] = [
     {
@@ -330,6 +359,8 @@ function report(m: Measured): void {
       vsTarget: ratio(hubPeak, RSS_LIMIT),
       verdict: verdict(hubPeak <= RSS_LIMIT),
     },
+    floorRow('full backup', full, fullTargetTime, `≥ ${TARGET.fullVsBorg}× borg-fixed`),
+    floorRow('incremental', incr, incrTargetTime, `≥ ${TARGET.incrVsBorg}× borg-fixed's second run`),
     {
       measure: `full backup vs this machine's read + SHA-256 ceiling (${m.sha.workers} workers)`,
       backhaul: mibps(size, full.seconds),
@@ -388,6 +419,11 @@ function report(m: Measured): void {
     peer(`borg (${m.tools.borg}, --chunker-params fixed,4194304, --encryption=none, lz4)`, m.borg),
     'fairness: restic always encrypts and authenticates (AES-256-CTR + Poly1305) and compresses with zstd; borg runs with --encryption=none (no AES, no HMAC: an advantage to borg), ' +
       'Backhaul does not encrypt at rest but pays TLS (mTLS) on loopback for every byte it sends; all three store compressed chunks durably; restores: Backhaul and borg (extract --sparse) leave the zeros as holes, restic 0.14 has no sparse restore and writes them',
+    `CPU floor, per GiB sent: ${floorPerGiB.toFixed(2)} s = transport ${transport.agentPerGiB.toFixed(2)} s on the agent's side + ${transport.hubPerGiB.toFixed(2)} s on the hub's ` +
+      `(grpc-js, HTTP/2, mTLS: the agent's DataClient and GrpcChunkSink sending ${mib(transport.bytes)} of 4 MiB chunks, 8 in flight, at ${transport.mibps.toFixed(0)} MiB/s to a process with the hub's gRPC settings that stores nothing; best of 2, measured after the runs) ` +
+      `+ 2 × SHA-256 ${sha256PerGiB.toFixed(2)} s (the agent names each chunk, the hub checks it) + zstd ${zstdPerGiB.compress.toFixed(2)} s to compress and ${zstdPerGiB.decompress.toFixed(2)} s to decompress (level ${DEFAULT_COMPRESSION_LEVEL}, random data) ` +
+      `+ qemu-storage-daemon ${qsdPerGiB.toFixed(2)} s (its CPU in the full backup per GiB it served). ` +
+      'Not counted, so the floor is below the truth: reading the disk, the agent reading NBD, the hub\'s writes and fsyncs, PostgreSQL, the QEMU snapshot, dispatch and commit. "unreachable": the target asks for less time than this work alone takes on these cores',
     `read + SHA-256 ceiling (Node crypto, 4 MiB pieces, cold cache, best of 2): 1 thread ${secs(m.sha.oneThreadSeconds)} (${mibps(m.sha.bytes, m.sha.oneThreadSeconds)}), ${m.sha.workers} workers ${secs(m.sha.workersSeconds)} (${mibps(m.sha.bytes, m.sha.workersSeconds)})`,
     `peers: ${m.tools.installSeconds === null ? 'already installed' : `installed from Debian in ${m.tools.installSeconds.toFixed(1)} s (apt-get update + install)`}`,
     `hub log warnings/errors: ${problems(m.hubProblems)}; agent: ${problems(m.agentProblems)}`,
