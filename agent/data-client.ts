@@ -157,10 +157,13 @@ export class ChunkUpload {
   private readonly waiting = new Map<string, { resolve: (created: boolean) => void; reject: (err: Error) => void }[]>();
   private failure: DataPlaneError | null = null;
   private readonly finished: Promise<void>;
+  /** Milliseconds the hub has spent storing this stream's chunks, as its last answer said. */
+  storeBusyMs = 0;
 
   constructor(client: DataServiceClient, private readonly jobId: string) {
     this.call = client.uploadChunks();
     this.call.on('data', (r: UploadChunksResponse) => {
+      this.storeBusyMs = Math.max(this.storeBusyMs, r.storeBusyMs);
       const key = r.digest.toString('hex');
       const q = this.waiting.get(key);
       const w = q?.shift();

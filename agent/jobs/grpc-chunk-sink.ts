@@ -16,6 +16,8 @@ export class GrpcChunkSink implements ChunkSink {
   private streams: UploadStream[] | null = null;
   private unacked = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Store time of streams already closed (hubBusyMs). */
+  private closedStoreBusyMs = 0;
   /** The streams being opened, shared by the uploads that start together. */
   private opening: Promise<UploadStream[]> | null = null;
   private cancelled = false;
@@ -78,11 +80,20 @@ export class GrpcChunkSink implements ChunkSink {
     });
   }
 
+  /** The hub's store time for this job's chunks (each stream's own, summed): the "hub write" stage. */
+  hubBusyMs(): number {
+    return this.closedStoreBusyMs + (this.streams ?? []).reduce((a, s) => a + s.storeBusyMs, 0);
+  }
+
   async close(): Promise<void> {
     const streams = this.streams ?? (this.opening ? await this.opening.catch(() => []) : []);
     this.streams = null;
     this.opening = null;
-    await Promise.all(streams.map((s) => s.close()));
+    try {
+      await Promise.all(streams.map((s) => s.close()));
+    } finally {
+      this.closedStoreBusyMs += streams.reduce((a, s) => a + s.storeBusyMs, 0);
+    }
   }
 
   cancel(): void {

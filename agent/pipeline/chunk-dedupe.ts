@@ -1,4 +1,4 @@
-import type { BusyMeter } from './busy-meter.js';
+import type { BusyMeter } from '../../shared/busy-meter.js';
 import type { ChunkSink } from './chunk-sink.js';
 import { abortedError, messageOf, PipelineError } from './pipeline-error.js';
 

@@ -5,4 +5,4 @@ export { ChunkWorkerPool, type ChunkWorkerPoolOptions } from './chunk-workers.js
 export { planChunks, type ChunkAction, type PlanInput } from './chunk-plan.js';
 export { PipelineError, isPipelineError, type PipelineErrorCode, type PipelineErrorDetails } from './pipeline-error.js';
 export type { PipelineProgress, StageBusy, TransferCounters } from './transfer-progress.js';
-export { BusyMeter } from './busy-meter.js';
+export { BusyMeter } from '../../shared/busy-meter.js';

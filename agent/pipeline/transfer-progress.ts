@@ -1,4 +1,4 @@
-import { BusyMeter } from './busy-meter.js';
+import { BusyMeter } from '../../shared/busy-meter.js';
 
 /**
  * Byte and chunk counts of a backup, or of one of its disks. Every chunk ends in exactly one of

@@ -1,4 +1,5 @@
 import { type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { BusyMeter } from '../../shared/busy-meter.js';
 import { certificateSha256 } from '../../shared/certs.js';
 import { dataServiceWithBulkCodec, encodeDownloadChunksResponseInPlace } from '../../shared/data-plane-codec.js';
 import {
@@ -117,6 +118,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
       let inflight = 0;
       let ended = false;
       let failed = false;
+      // Reported with every answer, for the agent's "hub write" busy fraction.
+      const storing = new BusyMeter();
       const fail = (err: unknown) => {
         if (failed) return;
         failed = true;
@@ -143,8 +146,8 @@ export function dataServiceHandlers(deps: { orm: Orm; repo: Repository; log: Log
             if (req.digest.length !== DIGEST_BYTES) throw new HubError('INVALID_ARGUMENT', 'digest must be 32 bytes');
             // A copy: req.data's memory, the whole received message, may move to a chunk store worker.
             const digest = Buffer.from(req.digest);
-            const res = await repo.putChunk(digest.toString('hex'), req.data, 'zstd', { transferPayload: true });
-            if (!failed) call.write({ digest, created: res.created });
+            const res = await storing.time(() => repo.putChunk(digest.toString('hex'), req.data, 'zstd', { transferPayload: true }));
+            if (!failed) call.write({ digest, created: res.created, storeBusyMs: storing.busyMs() });
           })
           .then(
             () => {

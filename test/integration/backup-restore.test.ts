@@ -31,7 +31,13 @@ interface JobRow {
   error_code: string | null;
   error_message: string | null;
   backup_id: string | null;
-  progress: { bytesRead: number; bytesTransferred: number; bytesTotal: number; bytesDone: number } | null;
+  progress: {
+    bytesRead: number;
+    bytesTransferred: number;
+    bytesTotal: number;
+    bytesDone: number;
+    busy: { sourceRead: number; hashCompress: number; network: number; hubWrite: number };
+  } | null;
   result: { disks: { name: string; sha256: string }[] } | null;
 }
 
@@ -99,6 +105,11 @@ describe('file driver, through a real agent process', () => {
 
     const full = await backup(agentId, 'vm-file');
     expect(full.progress).toMatchObject({ bytesTotal: v1.length, bytesDone: v1.length, bytesTransferred: 3 * CHUNK + 12345 });
+    // Every stage has a share, the hub's stores included (their time comes back with each answer).
+    for (const stage of ['sourceRead', 'hashCompress', 'network', 'hubWrite'] as const) {
+      expect(full.progress!.busy[stage], stage).toBeGreaterThan(0);
+      expect(full.progress!.busy[stage], stage).toBeLessThanOrEqual(1);
+    }
 
     const v2 = Buffer.from(v1);
     randomBytes(1000).copy(v2, CHUNK + 5);

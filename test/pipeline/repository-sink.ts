@@ -1,4 +1,4 @@
-import { BusyMeter } from '../../agent/pipeline/busy-meter.js';
+import { BusyMeter } from '../../shared/busy-meter.js';
 import type { ChunkSink, ChunkUpload } from '../../agent/pipeline/chunk-sink.js';
 import type { Repository } from '../../hub/repository/index.js';
 

@@ -375,7 +375,7 @@ function report(m: Measured): void {
   const cpu = cpus();
   const busy = full.row.progress?.busy;
   const busyMean = meanBusy(full.samples);
-  const stages = busy ? ([['source read', busy.sourceRead], ['hash + compress (workers)', busy.hashCompress], ['network (sink calls)', busy.network]] as const) : [];
+  const stages = busy ? ([['source read', busy.sourceRead], ['hash + compress (workers)', busy.hashCompress], ['network (sink calls)', busy.network], ['hub write', busy.hubWrite]] as const) : [];
   const bottleneck = stages.length ? [...stages].sort((a, b) => b[1] - a[1])[0]! : null;
   const job = (name: string, j: JobMeasure) => {
     const p = j.row.progress;
@@ -411,7 +411,7 @@ function report(m: Measured): void {
     job('Backhaul restore', restore),
     busy
       ? `Backhaul full backup, per-stage busy (jobs.progress->busy, the agent's last 10 s window): source read ${frac(busy.sourceRead)}, hash + compress ${frac(busy.hashCompress)} of ${cpu.length} worker threads, ` +
-        `network ${frac(busy.network)}, hub write ${busy.hubWrite ? frac(busy.hubWrite) : 'not reported (the gRPC sink does not measure it)'}; ` +
+        `network ${frac(busy.network)}, hub write ${frac(busy.hubWrite)} (the hub's stores of this job's chunks, as each answer reports them); ` +
         (busyMean ? `mean over ${full.samples.length} polled reports: read ${frac(busyMean.sourceRead)}, hash + compress ${frac(busyMean.hashCompress)}, network ${frac(busyMean.network)}; ` : '') +
         `busiest: ${bottleneck![0]}; hub CPU over the job ${(full.hub.cpuSeconds / full.seconds).toFixed(2)} cores, agent ${(full.agent.cpuSeconds / full.seconds).toFixed(2)} cores of ${cpu.length}`
       : 'Backhaul full backup: no per-stage busy fractions were reported',

@@ -28,7 +28,7 @@ async function serve(setup: FloorServerSetup): Promise<void> {
   raiseWindowsBeforeBind(server, setup.windowBytes, log);
   server.addService(dataServiceDefinition, {
     uploadChunks(call: ServerDuplexStream<UploadChunksRequest, UploadChunksResponse>) {
-      call.on('data', (req: UploadChunksRequest) => call.write({ digest: req.digest, created: true }));
+      call.on('data', (req: UploadChunksRequest) => call.write({ digest: req.digest, created: true, storeBusyMs: 0 }));
       call.on('end', () => call.end());
     },
   });

@@ -38,7 +38,7 @@ async function serve(dir: string, raiseWindow: boolean, storeMs: number): Promis
         call.pause();
         queue = queue.then(async () => {
           await sleep(storeMs);
-          call.write({ digest: req.digest, created: true });
+          call.write({ digest: req.digest, created: true, storeBusyMs: 0 });
           call.resume();
         });
       });
