@@ -1,4 +1,5 @@
 /** Output helpers for people; scripts use --json, whose shapes are the REST views. */
+import type { StageName } from '../jobs/job-state.js';
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -42,3 +43,6 @@ export function duration(seconds: number | null): string {
 }
 
 export const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+const STAGE_LABELS: Record<StageName, string> = { source_read: 'source read', hash_compress: 'hash + compress', network: 'network', hub_write: 'hub write' };
+export const stageLabel = (s: StageName): string => STAGE_LABELS[s];

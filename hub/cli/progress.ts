@@ -1,5 +1,5 @@
 import type { ExecutionDetailView, JobView } from '../lifecycle/read-model.js';
-import { bytes, duration, rate } from './format.js';
+import { bytes, duration, rate, stageLabel } from './format.js';
 
 /*
  * How a followed execution is shown. On a terminal: one bar per job, redrawn in place. Elsewhere
@@ -31,6 +31,7 @@ function jobDetail(j: JobView): string {
   const parts = [`${j.percent}%`, `${bytes(j.bytes_done)}/${bytes(j.bytes_total)}`];
   if (j.rate_bytes_per_second !== null) parts.push(rate(j.rate_bytes_per_second));
   if (j.eta_seconds !== null) parts.push(`ETA ${duration(j.eta_seconds)}`);
+  if (j.status === 'running' && j.bottleneck) parts.push(`busiest: ${stageLabel(j.bottleneck)}`);
   if (j.error_code) parts.push(`${j.error_code}: ${j.error_message ?? ''}`.trim());
   return parts.join('  ');
 }

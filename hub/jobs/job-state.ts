@@ -31,6 +31,10 @@ export function sourcesOf(to: JobStatusName): JobStatusName[] {
 export const JOB_PHASES = ['snapshotting', 'transferring', 'finalizing'] as const;
 export type JobPhaseName = (typeof JOB_PHASES)[number];
 
+/** A backup's pipeline stages, whose busy fractions name its bottleneck (StageBusy in agent.proto). */
+export const STAGE_NAMES = ['source_read', 'hash_compress', 'network', 'hub_write'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
 export function phaseRank(p: JobPhaseName | null): number {
   return p === null ? -1 : JOB_PHASES.indexOf(p);
 }

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { JobKind, JobProgressCounters } from '../db/entities/job.js';
 import type { Orm } from '../db/orm.js';
 import { readJobLog, type JobLogLevel } from '../jobs/job-log.js';
-import { TERMINAL, type JobPhaseName, type JobStatusName } from '../jobs/job-state.js';
+import { STAGE_NAMES, TERMINAL, type JobPhaseName, type JobStatusName, type StageName } from '../jobs/job-state.js';
 import type { ExecutionStatusName, ExecutionTrigger } from './execution-state.js';
 
 /*
@@ -97,8 +97,14 @@ export interface JobView {
   bytes_done: number;
   bytes_transferred: number;
   bytes_reused: number;
+  bytes_read: number;
+  bytes_zero: number;
   rate_bytes_per_second: number | null;
   eta_seconds: number | null;
+  /** A backup's stages, each the fraction of the agent's last report window it was working; null before any. */
+  busy: StageBusyView | null;
+  /** The busiest stage in `busy`: what holds the backup back. */
+  bottleneck: StageName | null;
   stalled: boolean;
   stall_reason: string | null;
   error_code: string | null;
@@ -109,6 +115,16 @@ export interface JobView {
   backup_id: string | null;
   /** What an ended job produced: a restore's disks with their SHA-256, a verify's chunk counts and corrupt digests, a prune's removals. */
   result: Record<string, unknown> | null;
+}
+
+export type StageBusyView = Record<StageName, number>;
+
+/** The stages' busy fractions as the agent reported them; null when it reported none (all zero). */
+function stageBusy(progress: JobProgressCounters | null): StageBusyView | null {
+  const b = progress?.busy;
+  if (!b) return null;
+  const view: StageBusyView = { source_read: num(b.sourceRead), hash_compress: num(b.hashCompress), network: num(b.network), hub_write: num(b.hubWrite) };
+  return STAGE_NAMES.some((s) => view[s] > 0) ? view : null;
 }
 
 export interface JobCounts {
@@ -246,6 +262,7 @@ export function jobView(r: Row): JobView {
   const bytesTotal = jobBytesTotal(progress, r.params);
   const bytesDone = num(progress?.bytesDone);
   const stalled = live && r.stalled_at != null;
+  const busy = stageBusy(progress);
   return {
     id: r.id as string,
     kind: r.kind as JobKind,
@@ -260,8 +277,12 @@ export function jobView(r: Row): JobView {
     bytes_done: bytesDone,
     bytes_transferred: num(progress?.bytesTransferred),
     bytes_reused: num(progress?.bytesReused),
+    bytes_read: num(progress?.bytesRead),
+    bytes_zero: num(progress?.bytesZero),
     rate_bytes_per_second: reporting && progress ? num(progress.rateBytesPerSecond) : null,
     eta_seconds: reporting && progress ? optNum(progress.etaSeconds) : null,
+    busy,
+    bottleneck: busy ? STAGE_NAMES.reduce((a, s) => (busy[s] > busy[a] ? s : a)) : null,
     stalled,
     stall_reason: stalled ? ((r.stall_reason as string | null) ?? null) : null,
     error_code: (r.error_code as string | null) ?? null,

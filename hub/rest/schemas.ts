@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES, EXECUTION_TRIGGERS } from '../lifecycle/execution-state.js';
-import { JOB_PHASES, JOB_STATUSES } from '../jobs/job-state.js';
+import { JOB_PHASES, JOB_STATUSES, STAGE_NAMES, type StageName } from '../jobs/job-state.js';
 import { scheduleProblem } from '../lifecycle/schedule.js';
 import type {
   AgentView,
@@ -233,8 +233,15 @@ export const Job = named(
     bytes_done: bytes(),
     bytes_transferred: bytes(),
     bytes_reused: bytes(),
+    bytes_read: bytes(),
+    bytes_zero: bytes().describe('all-zero chunks: skipped by block status or found zero, never sent'),
     rate_bytes_per_second: z.number().min(0).nullable(),
     eta_seconds: z.number().min(0).nullable(),
+    busy: z
+      .object(Object.fromEntries(STAGE_NAMES.map((s) => [s, z.number().min(0).max(1)])) as Record<StageName, z.ZodNumber>)
+      .nullable()
+      .describe("a backup's stages (source read, hashing and compression, network, the hub's stores), each the fraction of the agent's last report window it was working"),
+    bottleneck: z.enum(STAGE_NAMES).nullable().describe('the busiest stage: what holds the backup back'),
     stalled: z.boolean(),
     stall_reason: z.string().nullable(),
     error_code: z.string().nullable(),

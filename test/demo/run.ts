@@ -15,6 +15,7 @@ import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionDetailView, JobView } from '../../hub/lifecycle/read-model.js';
+import { stageLabel } from '../../hub/cli/format.js';
 import { AGENT_BIN, eventually, freePort, HUB_BIN, hubEnv, ROOT, startAgent, startHub, tempDir, type HubProcOptions, type Proc } from '../support/processes.js';
 import { MiB, StorageDaemon } from '../support/qemu.js';
 
@@ -63,7 +64,10 @@ class Api {
 function bar(j: JobView, label: string): string {
   const live = !TERMINAL.has(j.status);
   const filled = '#'.repeat(Math.round(j.percent / 5)).padEnd(20, '.');
-  const detail = `${mib(j.bytes_done)} of ${mib(j.bytes_total)}` + (live && j.rate_bytes_per_second ? `, ${mib(j.rate_bytes_per_second)}/s, ETA ${j.eta_seconds ?? '?'} s` : '');
+  const detail =
+    `${mib(j.bytes_done)} of ${mib(j.bytes_total)}` +
+    (live && j.rate_bytes_per_second ? `, ${mib(j.rate_bytes_per_second)}/s, ETA ${j.eta_seconds ?? '?'} s` : '') +
+    (live && j.bottleneck ? `, busiest: ${stageLabel(j.bottleneck)}` : '');
   return `${label.padEnd(10)} [${filled}] ${String(j.percent).padStart(3)}%  ${j.status}${live && j.phase ? `/${j.phase}` : ''}  ${detail}`;
 }
 

@@ -60,7 +60,17 @@ beforeAll(async () => {
       status: 'running',
       phase: 'transferring',
       plannedDisks: [1000, 3000],
-      progress: { bytesTotal: 4000, bytesDone: 2000, bytesTransferred: 1500, bytesReused: 300, rateBytesPerSecond: 100, etaSeconds: 20 },
+      progress: {
+        bytesTotal: 4000,
+        bytesDone: 2000,
+        bytesRead: 1800,
+        bytesZero: 200,
+        bytesTransferred: 1500,
+        bytesReused: 300,
+        rateBytesPerSecond: 100,
+        etaSeconds: 20,
+        busy: { sourceRead: 0.3, hashCompress: 0.1, network: 0.8, hubWrite: 0.5 },
+      },
     }),
     // Not reported yet: its total is the plan, so the execution total is known from the start.
     queued: await insertJob(url, { ...e, targetRef: 'vm-3', status: 'queued', plannedDisks: [1500, 500] }),
@@ -146,12 +156,18 @@ describe('REST read routes', () => {
       bytes_done: 2000,
       bytes_transferred: 1500,
       bytes_reused: 300,
+      bytes_read: 1800,
+      bytes_zero: 200,
       rate_bytes_per_second: 100,
       eta_seconds: 20,
+      busy: { source_read: 0.3, hash_compress: 0.1, network: 0.8, hub_write: 0.5 },
+      bottleneck: 'network',
       stalled: false,
       completed_at: null,
     });
-    expect(byId.get(w.jobs.queued)).toMatchObject({ status: 'queued', percent: 0, bytes_total: 2000, bytes_done: 0, phase: null, rate_bytes_per_second: null, eta_seconds: null, target_id: null, target_ref: 'vm-3' });
+    expect(byId.get(w.jobs.queued)).toMatchObject({ status: 'queued', percent: 0, bytes_total: 2000, bytes_done: 0, phase: null, rate_bytes_per_second: null, eta_seconds: null, busy: null, bottleneck: null, target_id: null, target_ref: 'vm-3' });
+    // A report with every stage at zero (a restore's) names no bottleneck.
+    expect(byId.get(w.jobs.succeeded)).toMatchObject({ busy: null, bottleneck: null });
     expect(byId.get(w.jobs.stalled)).toMatchObject({ status: 'cancelling', percent: 99, phase: 'finalizing', stalled: true, stall_reason: 'no report for 60 s' });
 
     const job = expectShape(Job, (await get(`/api/v1/jobs/${w.jobs.running}`)).body);

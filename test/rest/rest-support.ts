@@ -131,7 +131,17 @@ export interface JobRowInput {
   phase?: string | null;
   /** Sizes of the target's disks in params.target.disks. */
   plannedDisks?: number[];
-  progress?: { bytesTotal: number; bytesDone: number; bytesTransferred?: number; bytesReused?: number; rateBytesPerSecond?: number; etaSeconds?: number } | null;
+  progress?: {
+    bytesTotal: number;
+    bytesDone: number;
+    bytesRead?: number;
+    bytesZero?: number;
+    bytesTransferred?: number;
+    bytesReused?: number;
+    rateBytesPerSecond?: number;
+    etaSeconds?: number;
+    busy?: { sourceRead: number; hashCompress: number; network: number; hubWrite: number };
+  } | null;
   errorCode?: string | null;
   stalledAt?: Date | null;
   stallReason?: string | null;

@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import type { JobLogLineView, JobView } from '../../lifecycle/read-model.js';
 import { act, count, example } from '../command-kit.js';
-import { bytes, duration, fields, rate } from '../format.js';
+import { STAGE_NAMES } from '../../jobs/job-state.js';
+import { bytes, duration, fields, rate, stageLabel } from '../format.js';
 
 const jobFields = (j: JobView) =>
   fields([
@@ -15,8 +16,12 @@ const jobFields = (j: JobView) =>
     ['progress', `${j.percent}%  ${bytes(j.bytes_done)}/${bytes(j.bytes_total)}`],
     ['transferred', bytes(j.bytes_transferred)],
     ['reused', bytes(j.bytes_reused)],
+    ['read', bytes(j.bytes_read)],
+    ['zero', bytes(j.bytes_zero)],
     ['rate', rate(j.rate_bytes_per_second)],
     ['eta', duration(j.eta_seconds)],
+    ['busy', j.busy ? STAGE_NAMES.map((s) => `${stageLabel(s)} ${Math.round(j.busy![s] * 100)}%`).join(', ') : null],
+    ['bottleneck', j.bottleneck ? stageLabel(j.bottleneck) : null],
     ['stalled', j.stalled ? (j.stall_reason ?? 'yes') : null],
     ['error', j.error_code ? `${j.error_code}: ${j.error_message ?? ''}` : null],
     ['backup', j.backup_id],
