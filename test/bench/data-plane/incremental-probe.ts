@@ -5,7 +5,10 @@
  * each. One bench run gives a single incremental, too few to compare two versions of the code
  * on this noisy machine; this gives N of them on the same machine state.
  *
- *   node dist/test/bench/data-plane/incremental-probe.js [incrementals=8]
+ *   node dist/test/bench/data-plane/incremental-probe.js [incrementals=8] [gapSeconds=0]
+ *
+ * gapSeconds waits between incrementals, e.g. longer than the worker threads' idle timeouts so
+ * that each incremental starts them again, as the bench's does after the peers' runs.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +18,7 @@ import { BackhaulRig, makeRunDirs } from './backhaul-rig.js';
 import { MiB, planRewrites, writeRawImage } from './image.js';
 
 const incrementals = Number(process.argv[2] ?? 8);
+const gapMs = Number(process.argv[3] ?? 0) * 1000;
 const spec = { randomBytes: 1024 * MiB, zeroBytes: 1024 * MiB };
 const root = await tempDir('bh-incremental-probe');
 const dirs = await makeRunDirs(root);
@@ -29,6 +33,7 @@ try {
   console.log(`full ${full.seconds.toFixed(2)} s`);
   const times: number[] = [];
   for (let k = 0; k < incrementals; k++) {
+    await new Promise((r) => setTimeout(r, gapMs));
     await rig.rewriteQcow2(planRewrites(spec.randomBytes + spec.zeroBytes, 16, 4 * MiB));
     const m = await rig.backup();
     const read = (m.row.progress?.bytesRead ?? 0) / MiB;
