@@ -344,17 +344,16 @@ class BackupPipelineRun implements BackupRun {
   /**
    * Chunks [first, end) of a disk: read, hash (zero check first), then compress while asking the
    * hub which it lacks, and upload those. Holds one chunk slot per chunk (taken by the reader
-   * loop) and one read slot until the read is done. A chunk's slot comes back once the chunk is
-   * dealt with: zero, already stored, or its frame let go by the sink (ChunkSink.upload's
-   * `release`, sent but not yet stored), so the next reads overlap the hub's stores. Buffers go
-   * back to their pools only when nothing can touch them any more; after a failure a worker or the
-   * sink might still, so they are dropped.
+   * loop) and one read slot until the read is done. A zero or already stored chunk's slot comes
+   * back at once; the uploaded ones' together, with their frame buffer, once the sink has let go
+   * of every frame in it (ChunkSink.upload's `release`: sent, not yet stored), so the next reads
+   * overlap the hub's stores. Buffers go back to their pools only when nothing can touch them any
+   * more; after a failure a worker or the sink might still, so they are dropped.
    */
   private async processRun(plan: DiskPlan, first: number, end: number): Promise<void> {
     const signal = this.stop.signal;
     const pool = this.pool!;
     const readBuffer = this.readBuffers.take();
-    let frameBuffer: SharedArrayBuffer | null = null;
     let slotsHeld = end - first;
     const releaseSlot = () => {
       slotsHeld -= 1;
@@ -398,10 +397,10 @@ class BackupPipelineRun implements BackupRun {
 
       // Compressing while the hub is asked hides the question's round trip behind the worker's
       // ~1.3 ms a chunk: a full backup uploads nearly every chunk; one the hub has wastes little.
-      frameBuffer = this.frameBuffers.take();
+      const frames = this.frameBuffers.take();
       const ranges = nonZero.map((_, j) => ({ offset: j * FRAME_STRIDE + FRAME_HEADROOM, length: FRAME_STRIDE - FRAME_HEADROOM }));
       const [compressed, verdicts] = await Promise.allSettled([
-        pool.compress(readBuffer, nonZero.map((k) => chunks[k]!), this.settings.compressionLevel, frameBuffer, ranges, signal),
+        pool.compress(readBuffer, nonZero.map((k) => chunks[k]!), this.settings.compressionLevel, frames, ranges, signal),
         Promise.all(nonZero.map((k) => this.deduper.claim(digests[k]!))),
       ]);
       if (compressed.status === 'rejected') throw compressed.reason;
@@ -413,9 +412,10 @@ class BackupPipelineRun implements BackupRun {
         throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${lengths.length} of ${nonZero.length} chunks`, { operation: 'compress' });
       }
       const uploads: Promise<void>[] = [];
-      const frames = frameBuffer;
-      let framesHeld = nonZero.filter((_, j) => verdicts.value[j] === 'upload').length;
-      if (framesHeld === 0) this.frameBuffers.give(frames);
+      const sending = nonZero.filter((_, j) => verdicts.value[j] === 'upload').length;
+      let framesHeld = sending;
+      let framesLost = false;
+      if (sending === 0) this.frameBuffers.give(frames);
       nonZero.forEach((k, j) => {
         const verdict = verdicts.value[j];
         if (verdict !== 'upload') {
@@ -423,14 +423,17 @@ class BackupPipelineRun implements BackupRun {
           releaseSlot();
           return;
         }
-        // Once per frame: when the sink lets go of it, or when its upload succeeds. A failed
-        // upload frees the slot but not the buffer, which the sink may still be reading.
+        // Once per frame: when the sink lets go of it, or when its upload settles. The slots stand
+        // for the buffer's memory, so they come back when its last frame does; a failed upload's
+        // buffer is dropped, as the sink may still be reading it.
         let held = true;
         const release = (frameFree: boolean) => {
           if (!held) return;
           held = false;
-          releaseSlot();
-          if (frameFree && --framesHeld === 0) this.frameBuffers.give(frames);
+          framesLost ||= !frameFree;
+          if (--framesHeld > 0) return;
+          for (let n = sending; n > 0; n--) releaseSlot();
+          if (!framesLost) this.frameBuffers.give(frames);
         };
         const frame = Buffer.from(frames, ranges[j]!.offset, lengths[j]);
         uploads.push(

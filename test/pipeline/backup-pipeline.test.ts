@@ -152,6 +152,40 @@ describe('a sink that lets go of frames once sent', () => {
     expect(await restoredSha256(ws.repo, res.disks[0].digests, img.size)).toBe(img.sha256);
   });
 
+  it('keeps the memory bound: a frame buffer whose frames are not all let go holds its slots', async () => {
+    const img = await writeImage(join(ws.dir, 'r.img'), Array.from({ length: 12 }, () => 'random' as const));
+    const inner = new RepositorySink(ws.repo);
+    const outstanding = new Map<ArrayBufferLike, number>();
+    let maxBuffers = 0;
+    let calls = 0;
+    const sink: ChunkSink = {
+      missing: (d, s) => inner.missing(d, s),
+      // Each read covers two chunks, in one frame buffer: the first frame is let go at once, the second only once stored.
+      upload: async (c, s, release) => {
+        const first = ++calls % 2 === 1;
+        const buffer = c.zstd.buffer;
+        outstanding.set(buffer, (outstanding.get(buffer) ?? 0) + 1);
+        maxBuffers = Math.max(maxBuffers, outstanding.size);
+        const onWire = { ...c, zstd: Buffer.from(c.zstd) };
+        if (first) release?.();
+        try {
+          await new Promise((r) => setTimeout(r, first ? 10 : 60));
+          await inner.upload(onWire, s);
+        } finally {
+          const n = outstanding.get(buffer)! - 1;
+          if (n === 0) outstanding.delete(buffer);
+          else outstanding.set(buffer, n);
+        }
+      },
+    };
+
+    const res = await runBackup({ disks: [{ view: (await open({ sda: img.path })).disks[0], parentDigests: null }], sink, maxChunksInFlight: 4, maxReadChunks: 2 });
+
+    // 4 slots of 2-chunk reads: never more than 2 frame buffers in use, though half their frames were let go early.
+    expect(maxBuffers).toBe(2);
+    expect(await restoredSha256(ws.repo, res.disks[0].digests, img.size)).toBe(img.sha256);
+  });
+
   it('fails with SINK_FAILED when a chunk sent is then refused, and settles every upload first', async () => {
     const img = await writeImage(join(ws.dir, 'r.img'), Array.from({ length: 8 }, () => 'random' as const));
     const { sink, stats } = sendingSink(new RepositorySink(ws.repo), 3, (n) => n === 4);
