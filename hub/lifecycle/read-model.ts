@@ -119,11 +119,12 @@ export interface JobView {
 
 export type StageBusyView = Record<StageName, number>;
 
-/** The stages' busy fractions as the agent reported them; null when it reported none (all zero). */
+/** The stages' busy fractions as the agent reported them (held to 0..1); null when it reported none (all zero). */
 function stageBusy(progress: JobProgressCounters | null): StageBusyView | null {
   const b = progress?.busy;
   if (!b) return null;
-  const view: StageBusyView = { source_read: num(b.sourceRead), hash_compress: num(b.hashCompress), network: num(b.network), hub_write: num(b.hubWrite) };
+  const f = (v: unknown) => Math.min(1, Math.max(0, num(v)));
+  const view: StageBusyView = { source_read: f(b.sourceRead), hash_compress: f(b.hashCompress), network: f(b.network), hub_write: f(b.hubWrite) };
   return STAGE_NAMES.some((s) => view[s] > 0) ? view : null;
 }
 
