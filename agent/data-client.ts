@@ -191,10 +191,8 @@ export class ChunkUpload {
   /**
    * Sends one zstd-compressed chunk; resolves with whether the hub created it. `headroom` bytes
    * before `zstd` may be overwritten with the message header (see encodeUploadChunksRequestInPlace).
-   * `onWritten` is called once the message is on the wire (grpc-js and HTTP/2 are done with
-   * `zstd`'s memory), which is before the hub has stored it.
    */
-  async send(digest: Buffer, zstd: Buffer, plaintextLength: number, headroom = 0, onWritten?: () => void): Promise<boolean> {
+  async send(digest: Buffer, zstd: Buffer, plaintextLength: number, headroom = 0): Promise<boolean> {
     if (this.failure) throw this.failure;
     const key = digest.toString('hex');
     const done = new Promise<boolean>((resolve, reject) => {
@@ -204,10 +202,7 @@ export class ChunkUpload {
     });
     const message = encodeUploadChunksRequestInPlace({ jobId: this.jobId, digest, data: zstd, plaintextLength }, headroom);
     // Encoded already: the bulk codec's serializer passes a Buffer through.
-    const written = (err?: Error | null) => {
-      if (!err) onWritten?.();
-    };
-    if (!this.call.write(message as unknown as UploadChunksRequest, written)) {
+    if (!this.call.write(message as unknown as UploadChunksRequest)) {
       await new Promise<void>((r) => this.call.once('drain', () => r()));
     }
     return done;

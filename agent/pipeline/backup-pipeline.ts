@@ -344,21 +344,14 @@ class BackupPipelineRun implements BackupRun {
   /**
    * Chunks [first, end) of a disk: read, hash (zero check first), then compress while asking the
    * hub which it lacks, and upload those. Holds one chunk slot per chunk (taken by the reader
-   * loop) and one read slot until the read is done. A zero or already stored chunk's slot comes
-   * back at once; the uploaded ones' together, with their frame buffer, once the sink has let go
-   * of every frame in it (ChunkSink.upload's `release`: sent, not yet stored), so the next reads
-   * overlap the hub's stores. Buffers go back to their pools only when nothing can touch them any
-   * more; after a failure a worker or the sink might still, so they are dropped.
+   * loop) and one read slot until the read is done. Its buffers go back to their pools only when
+   * nothing can touch them any more; after a failure a worker might still, so they are dropped.
    */
   private async processRun(plan: DiskPlan, first: number, end: number): Promise<void> {
     const signal = this.stop.signal;
     const pool = this.pool!;
     const readBuffer = this.readBuffers.take();
-    let slotsHeld = end - first;
-    const releaseSlot = () => {
-      slotsHeld -= 1;
-      this.chunkSlots.release(1);
-    };
+    let frameBuffer: SharedArrayBuffer | null = null;
     try {
       const chunks: BufferRange[] = [];
       let length = 0;
@@ -393,14 +386,13 @@ class BackupPipelineRun implements BackupRun {
         this.readBuffers.give(readBuffer);
         return;
       }
-      for (let n = chunks.length - nonZero.length; n > 0; n--) releaseSlot();
 
       // Compressing while the hub is asked hides the question's round trip behind the worker's
       // ~1.3 ms a chunk: a full backup uploads nearly every chunk; one the hub has wastes little.
-      const frames = this.frameBuffers.take();
+      frameBuffer = this.frameBuffers.take();
       const ranges = nonZero.map((_, j) => ({ offset: j * FRAME_STRIDE + FRAME_HEADROOM, length: FRAME_STRIDE - FRAME_HEADROOM }));
       const [compressed, verdicts] = await Promise.allSettled([
-        pool.compress(readBuffer, nonZero.map((k) => chunks[k]!), this.settings.compressionLevel, frames, ranges, signal),
+        pool.compress(readBuffer, nonZero.map((k) => chunks[k]!), this.settings.compressionLevel, frameBuffer, ranges, signal),
         Promise.all(nonZero.map((k) => this.deduper.claim(digests[k]!))),
       ]);
       if (compressed.status === 'rejected') throw compressed.reason;
@@ -412,45 +404,22 @@ class BackupPipelineRun implements BackupRun {
         throw new PipelineError('WORKER_TASK_FAILED', `worker compressed ${lengths.length} of ${nonZero.length} chunks`, { operation: 'compress' });
       }
       const uploads: Promise<void>[] = [];
-      const sending = nonZero.filter((_, j) => verdicts.value[j] === 'upload').length;
-      let framesHeld = sending;
-      let framesLost = false;
-      if (sending === 0) this.frameBuffers.give(frames);
       nonZero.forEach((k, j) => {
         const verdict = verdicts.value[j];
         if (verdict !== 'upload') {
           this.tracker.add(plan.index, 'deduplicated', chunks[k]!.length);
-          releaseSlot();
           return;
         }
-        // Once per frame: when the sink lets go of it, or when its upload settles. The slots stand
-        // for the buffer's memory, so they come back when its last frame does; a failed upload's
-        // buffer is dropped, as the sink may still be reading it.
-        let held = true;
-        const release = (frameFree: boolean) => {
-          if (!held) return;
-          held = false;
-          framesLost ||= !frameFree;
-          if (--framesHeld > 0) return;
-          for (let n = sending; n > 0; n--) releaseSlot();
-          if (!framesLost) this.frameBuffers.give(frames);
-        };
-        const frame = Buffer.from(frames, ranges[j]!.offset, lengths[j]);
-        uploads.push(
-          this.upload(plan, digests[k]!, frame, chunks[k]!.length, () => release(true)).then(
-            () => release(true),
-            (err: unknown) => {
-              release(false);
-              throw err;
-            },
-          ),
-        );
+        const frame = Buffer.from(frameBuffer!, ranges[j]!.offset, lengths[j]);
+        uploads.push(this.upload(plan, digests[k]!, frame, chunks[k]!.length));
       });
-      // The first failure stops the run at once (the sink drops what is on the wire).
+      // The first failure stops the run at once (the sink drops what is on the wire); the frames
+      // stay untouched until every upload has settled.
       const settled = await Promise.allSettled(uploads.map((u) => u.catch((err: unknown) => (this.fail(err), Promise.reject(err)))));
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      this.frameBuffers.give(frameBuffer);
     } finally {
-      if (slotsHeld > 0) this.chunkSlots.release(slotsHeld);
+      this.chunkSlots.release(end - first);
     }
   }
 
@@ -472,9 +441,9 @@ class BackupPipelineRun implements BackupRun {
     }
   }
 
-  private async upload(plan: DiskPlan, digest: string, zstd: Buffer, plaintextLength: number, release: () => void): Promise<void> {
+  private async upload(plan: DiskPlan, digest: string, zstd: Buffer, plaintextLength: number): Promise<void> {
     try {
-      await this.tracker.network.time(() => this.options.sink.upload({ digest, zstd, plaintextLength, headroom: FRAME_HEADROOM }, this.stop.signal, release));
+      await this.tracker.network.time(() => this.options.sink.upload({ digest, zstd, plaintextLength, headroom: FRAME_HEADROOM }, this.stop.signal));
     } catch (err) {
       throw new PipelineError('SINK_FAILED', `uploading chunk ${digest} failed: ${messageOf(err)}`, { operation: 'upload', digest }, { cause: err });
     }

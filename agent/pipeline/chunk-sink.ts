@@ -8,12 +8,12 @@
 export interface ChunkUpload {
   /** SHA-256 of the plaintext, 64 lowercase hex digits. */
   digest: string;
-  /** The zstd frame. The sink may keep it until upload() settles or it calls `release`, and not after. */
+  /** The zstd frame. The sink may keep it until upload() settles, and not after. */
   zstd: Buffer;
   /** Length of the plaintext the frame decodes to (1 to 4 MiB). */
   plaintextLength: number;
   /**
-   * Bytes just before `zstd` in its buffer that the sink may overwrite while it keeps the frame,
+   * Bytes just before `zstd` in its buffer that the sink may overwrite until upload() settles,
    * e.g. to put a message header in front of the frame instead of copying the frame. 0 if absent.
    */
   headroom?: number;
@@ -35,12 +35,8 @@ export interface ChunkSink {
    * Resolves once the hub has stored the chunk durably (or found it already stored). This is
    * where backpressure comes from: a slow link or a busy hub simply makes it resolve later, and
    * the pipeline never has more than its in-flight limit of chunks waiting.
-   *
-   * A sink that is done with the frame's memory before the hub answers (it is on the wire) may
-   * call `release`: the pipeline then reuses the memory and reads on while the hub stores. Such a
-   * sink must bound the chunks it has sent and not yet had answered on its own.
    */
-  upload(chunk: ChunkUpload, signal: AbortSignal, release?: () => void): Promise<void>;
+  upload(chunk: ChunkUpload, signal: AbortSignal): Promise<void>;
 
   /**
    * Total milliseconds the hub has spent serving this sink's calls so far (storing and looking

@@ -4,9 +4,9 @@ import { abortedError } from './pipeline-error.js';
  * A counting semaphore with a single waiter, for the pipeline's reader loop. The pipeline uses two:
  *
  * - chunk slots, its memory bound: a read takes one slot per chunk it covers before it starts, and
- *   the slots come back only when those chunks are fully dealt with (zero, deduplicated, or
- *   uploaded or sent: let go by the sink), so the chunk bytes held never exceed slots × 4 MiB,
- *   whatever the disk size and however slow the sink;
+ *   the slots come back only when those chunks are fully dealt with (zero, deduplicated or
+ *   uploaded), so the chunk bytes held never exceed slots × 4 MiB, whatever the disk size and
+ *   however slow the sink;
  * - read slots, the number of source reads outstanding at once.
  *
  * One waiter at a time keeps reads in disk order and the code free of fairness questions.
