@@ -7,8 +7,6 @@ import type { ChunkUpload as UploadStream, DataClient } from '../data-client.js'
  */
 export class GrpcChunkSink implements ChunkSink {
   private streams: UploadStream[] | null = null;
-  /** Store time of streams already closed (hubBusyMs). */
-  private closedStoreBusyMs = 0;
   /** The streams being opened, shared by the uploads that start together. */
   private opening: Promise<UploadStream[]> | null = null;
   private cancelled = false;
@@ -41,20 +39,19 @@ export class GrpcChunkSink implements ChunkSink {
     await stream.send(Buffer.from(chunk.digest, 'hex'), chunk.zstd, chunk.plaintextLength, chunk.headroom);
   }
 
-  /** The hub's store time for this job's chunks (each stream's own, summed): the "hub write" stage. */
+  /**
+   * The hub's store time for this job's chunks (each stream's own, summed): the "hub write" stage.
+   * The pipeline samples it while it runs, before close().
+   */
   hubBusyMs(): number {
-    return this.closedStoreBusyMs + (this.streams ?? []).reduce((a, s) => a + s.storeBusyMs, 0);
+    return (this.streams ?? []).reduce((a, s) => a + s.storeBusyMs, 0);
   }
 
   async close(): Promise<void> {
     const streams = this.streams ?? (this.opening ? await this.opening.catch(() => []) : []);
     this.streams = null;
     this.opening = null;
-    try {
-      await Promise.all(streams.map((s) => s.close()));
-    } finally {
-      this.closedStoreBusyMs += streams.reduce((a, s) => a + s.storeBusyMs, 0);
-    }
+    await Promise.all(streams.map((s) => s.close()));
   }
 
   cancel(): void {
